@@ -1,0 +1,158 @@
+"""Data channels: bounded one-way streams of text or binary items between two ends.
+
+A channel has one sender end and one receiver end, each claimed once: by a worker over
+``/ws/channels/{id}?key=...&dir=write|read`` or by a module in-process (the HTTP module streams
+request and response bodies this way).  The buffer holds at most ``buffer_size`` items; a sender
+waits when it is full.  Channels whose ends were never claimed are swept after ``max_age_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from typing import Any, Final
+
+from iii_core.errors import InvocationError
+
+DEFAULT_BUFFER: Final = 64
+MAX_BUFFER: Final = 1024
+
+ChannelItem = str | bytes
+
+
+class _EndOfStream:
+    __slots__ = ()
+
+
+_EOF: Final = _EndOfStream()
+
+
+class Channel:
+    """One channel.  ``send``/``close`` on the sender side, ``receive`` on the receiver side."""
+
+    def __init__(self, buffer_size: int, owner_worker_id: str | None = None) -> None:
+        self.id = str(uuid.uuid4())
+        self.key = secrets.token_urlsafe(24)
+        self.buffer_size = buffer_size
+        self.owner_worker_id = owner_worker_id
+        self.created_at = time.monotonic()
+        self.sender_claimed = False
+        self.receiver_claimed = False
+        self.closed = False
+        self._queue: asyncio.Queue[ChannelItem | _EndOfStream] = asyncio.Queue(buffer_size)
+
+    def ref(self, direction: str) -> dict[str, str]:
+        """The ``StreamChannelRef`` a worker uses to open one end."""
+        return {"channel_id": self.id, "access_key": self.key, "direction": direction}
+
+    def claim(self, direction: str) -> bool:
+        """Claim the ``read`` or ``write`` end; False when it was already claimed."""
+        if direction == "write":
+            if self.sender_claimed:
+                return False
+            self.sender_claimed = True
+        else:
+            if self.receiver_claimed:
+                return False
+            self.receiver_claimed = True
+        return True
+
+    async def send(self, item: ChannelItem) -> None:
+        if self.closed:
+            raise InvocationError("channel is closed", code="channel_closed")
+        await self._queue.put(item)
+
+    async def close(self) -> None:
+        """End of stream: the receiver sees ``None`` once the buffer drains."""
+        if not self.closed:
+            self.closed = True
+            await self._queue.put(_EOF)
+
+    def close_nowait(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._queue.put_nowait(_EOF)
+        except asyncio.QueueFull:
+            # Make room for the end marker: a receiver that is gone will never drain it.
+            self._queue.get_nowait()
+            self._queue.put_nowait(_EOF)
+
+    async def receive(self) -> ChannelItem | None:
+        """The next item, or ``None`` at end of stream."""
+        item = await self._queue.get()
+        if isinstance(item, _EndOfStream):
+            self._queue.put_nowait(_EOF)  # keep reporting end of stream
+            return None
+        return item
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+
+class ChannelManager:
+    """Channel id → :class:`Channel`, bounded in number."""
+
+    def __init__(self, max_channels: int = 10_000, max_age_s: float = 300.0) -> None:
+        self.max_channels = max_channels
+        self.max_age_s = max_age_s
+        self._channels: dict[str, Channel] = {}
+
+    def create(self, buffer_size: Any = None, owner_worker_id: str | None = None) -> Channel:
+        if buffer_size is None:
+            size = DEFAULT_BUFFER
+        elif isinstance(buffer_size, int) and not isinstance(buffer_size, bool):
+            size = min(max(buffer_size, 1), MAX_BUFFER)
+        else:
+            raise InvocationError(
+                f"buffer_size must be an integer, got {buffer_size!r}",
+                code="deserialization_error",
+            )
+        if len(self._channels) >= self.max_channels:
+            self.sweep()
+            if len(self._channels) >= self.max_channels:
+                raise InvocationError(
+                    f"too many open channels (limit {self.max_channels})", code="channel_limit"
+                )
+        channel = Channel(size, owner_worker_id)
+        self._channels[channel.id] = channel
+        return channel
+
+    def get(self, channel_id: str, key: str | None = None) -> Channel | None:
+        channel = self._channels.get(channel_id)
+        if channel is None or (key is not None and not secrets.compare_digest(channel.key, key)):
+            return None
+        return channel
+
+    def remove(self, channel_id: str) -> None:
+        channel = self._channels.pop(channel_id, None)
+        if channel is not None:
+            channel.close_nowait()
+
+    def remove_owned_by(self, worker_id: str) -> None:
+        for channel in list(self._channels.values()):
+            if channel.owner_worker_id == worker_id:
+                self.remove(channel.id)
+
+    def release(self, channel: Channel) -> None:
+        """Forget a channel once both ends are done with it."""
+        self._channels.pop(channel.id, None)
+
+    def sweep(self) -> int:
+        """Remove channels older than ``max_age_s`` that still have an unclaimed end."""
+        now = time.monotonic()
+        stale = [
+            c.id
+            for c in self._channels.values()
+            if now - c.created_at > self.max_age_s
+            and not (c.sender_claimed and c.receiver_claimed)
+        ]
+        for channel_id in stale:
+            self.remove(channel_id)
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._channels)

@@ -1,0 +1,264 @@
+"""Test helpers shared by every distribution's tests (a pytest plugin, entry point ``pytest11``).
+
+Fixtures:
+
+* ``engine_factory``: ``async with engine_factory(config) as engine`` starts a real engine on an
+  ephemeral port (``engine.port``); ``config`` is YAML text, a mapping, or an ``EngineConfig``.
+* ``redis_url``: a real ``redis-server`` started on a free port for the test session (fails with
+  an install hint when the binary is missing).
+
+Helpers: :class:`RawWorker`, a minimal protocol client over real sockets (``websockets``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+import yaml
+
+from iii_core.config import EngineConfig, parse_config
+from iii_core.engine import Engine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_config(config: str | dict[str, Any] | EngineConfig | None = None, **overrides: Any) -> EngineConfig:
+    if isinstance(config, EngineConfig):
+        cfg = config
+    elif isinstance(config, dict):
+        cfg = parse_config(yaml.safe_dump(config), "<test config>")
+    elif isinstance(config, str):
+        cfg = parse_config(config, "<test config>")
+    else:
+        cfg = EngineConfig(modules=[])
+    overrides.setdefault("port", 0)
+    return attrs.evolve(cfg, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    config: str | dict[str, Any] | EngineConfig | None = None, **overrides: Any
+) -> AsyncIterator[Engine]:
+    """Start an engine on real sockets (port 0 unless given) and stop it afterwards."""
+    engine = Engine(make_config(config, **overrides))
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+@pytest.fixture
+def engine_factory() -> Callable[..., contextlib.AbstractAsyncContextManager[Engine]]:
+    return running_engine
+
+
+class RawWorker:
+    """A bare protocol client: send and receive JSON frames, serve functions, make calls."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ws: Any = None
+        self.worker_id: str | None = None
+        self.handlers: dict[str, Callable[[Any], Awaitable[Any]]] = {}
+        self._results: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self, **kwargs: Any) -> RawWorker:
+        import websockets
+
+        self.ws = await websockets.connect(self.url, max_size=None, **kwargs)
+        first = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
+        assert first["type"] == "workerregistered", first
+        self.worker_id = first["worker_id"]
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        import websockets
+
+        try:
+            async for frame in self.ws:
+                msg = json.loads(frame)
+                kind = msg.get("type")
+                if kind == "invocationresult" and msg["invocation_id"] in self._results:
+                    self._results.pop(msg["invocation_id"]).set_result(msg)
+                elif kind == "invokefunction" and msg["function_id"] in self.handlers:
+                    asyncio.create_task(self._serve(msg))
+                else:
+                    await self.inbox.put(msg)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            for fut in self._results.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection closed"))
+
+    async def _serve(self, msg: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {
+            "type": "invocationresult",
+            "invocation_id": msg["invocation_id"],
+            "function_id": msg["function_id"],
+        }
+        try:
+            reply["result"] = await self.handlers[msg["function_id"]](msg.get("data"))
+        except Exception as exc:  # noqa: BLE001
+            reply["error"] = {"code": "invocation_failed", "message": str(exc)}
+        with contextlib.suppress(Exception):
+            await self.send(reply)
+
+    async def send(self, msg: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(msg if isinstance(msg, str | bytes) else json.dumps(msg))
+
+    async def register_function(
+        self, function_id: str, handler: Callable[[Any], Awaitable[Any]], **fields: Any
+    ) -> None:
+        self.handlers[function_id] = handler
+        await self.send({"type": "registerfunction", "id": function_id, **fields})
+
+    async def register_trigger(
+        self, trigger_type: str, function_id: str, config: Any, trigger_id: str | None = None
+    ) -> str:
+        trigger_id = trigger_id or str(uuid.uuid4())
+        await self.send(
+            {
+                "type": "registertrigger",
+                "id": trigger_id,
+                "trigger_type": trigger_type,
+                "function_id": function_id,
+                "config": config,
+            }
+        )
+        return trigger_id
+
+    async def call_raw(self, function_id: str, data: Any = None, timeout: float = 10, **extra: Any) -> dict[str, Any]:
+        """Call and return the whole ``invocationresult`` message."""
+        invocation_id = str(uuid.uuid4())
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._results[invocation_id] = fut
+        await self.send(
+            {
+                "type": "invokefunction",
+                "invocation_id": invocation_id,
+                "function_id": function_id,
+                "data": data,
+                **extra,
+            }
+        )
+        return await asyncio.wait_for(fut, timeout)
+
+    async def call(self, function_id: str, data: Any = None, timeout: float = 10, **extra: Any) -> Any:
+        """Call and return the result; raise ``RuntimeError(code, message)`` on an error."""
+        msg = await self.call_raw(function_id, data, timeout, **extra)
+        if "error" in msg:
+            raise RuntimeError(msg["error"]["code"], msg["error"].get("message"))
+        return msg.get("result")
+
+    async def call_void(self, function_id: str, data: Any = None) -> None:
+        await self.send({"type": "invokefunction", "function_id": function_id, "data": data})
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._reader, 2)
+
+
+@contextlib.asynccontextmanager
+async def raw_worker(engine_or_url: Engine | str, path: str = "/") -> AsyncIterator[RawWorker]:
+    url = (
+        engine_or_url
+        if isinstance(engine_or_url, str)
+        else f"ws://127.0.0.1:{engine_or_url.port}{path}"
+    )
+    worker = await RawWorker(url).connect()
+    try:
+        yield worker
+    finally:
+        await worker.close()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true (for state that changes asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+_redis_ports = itertools.count()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Start a throwaway ``redis-server`` and yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed; install it with 'apt-get install -y redis-server' "
+            "(CI's .ci/run does this)"
+        )
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="iii-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real Redis server for this test (started and stopped by the fixture)."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def iii_env() -> dict[str, str]:
+    """Environment for subprocesses: the current one, with OTel of the published SDKs off."""
+    env = dict(os.environ)
+    env.setdefault("OTEL_ENABLED", "false")
+    env.setdefault("III_TELEMETRY_ENABLED", "false")
+    return env
