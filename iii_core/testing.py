@@ -262,3 +262,110 @@ def iii_env() -> dict[str, str]:
     env.setdefault("OTEL_ENABLED", "false")
     env.setdefault("III_TELEMETRY_ENABLED", "false")
     return env
+
+
+# ---------------------------------------------------------------------- published SDKs
+
+SDK_CACHE = os.environ.get(
+    "III_SDK_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "iii-test-sdks")
+)
+PY_SDK_NEWEST = "0.25.0"
+PY_SDK_OLD = "0.10.0"
+NODE_SDK_NEWEST = "0.22.1"
+NODE_SDK_OLD = "0.9.0"
+
+
+def published_python_sdk(version: str = PY_SDK_NEWEST) -> str:
+    """Path of a Python interpreter whose venv has the published ``iii-sdk==version`` (import
+    name ``iii``), created once and cached in ``$III_SDK_CACHE``.  Fails with an install hint."""
+    root = os.path.join(SDK_CACHE, f"py-iii-sdk-{version}")
+    python = os.path.join(root, "bin", "python")
+    marker = os.path.join(root, ".ready")
+    if not os.path.exists(marker):
+        import sys
+        import venv
+
+        with _lock(root + ".lock"):
+            if not os.path.exists(marker):
+                shutil.rmtree(root, ignore_errors=True)
+                venv.EnvBuilder(with_pip=True).create(root)
+                extra = "[otel]" if version.startswith("0.10") else ""
+                proc = subprocess.run(
+                    [python, "-m", "pip", "install", "-q", f"iii-sdk{extra}=={version}"],
+                    capture_output=True,
+                    text=True,
+                )
+                if proc.returncode != 0:
+                    pytest.fail(
+                        f"could not install the published iii-sdk {version} from PyPI "
+                        f"(pip install iii-sdk=={version}): {proc.stderr[-2000:]}"
+                    )
+                open(marker, "w").close()
+        del sys
+    return python
+
+
+def published_node_sdk(version: str = NODE_SDK_NEWEST) -> str:
+    """Directory whose ``node_modules`` holds the published npm ``iii-sdk@version`` (and ``ws``);
+    run Node scripts with this as the working directory (or ``NODE_PATH``)."""
+    root = os.path.join(SDK_CACHE, f"node-iii-sdk-{version}")
+    marker = os.path.join(root, ".ready")
+    if not os.path.exists(marker):
+        if shutil.which("npm") is None:
+            pytest.fail("npm is not installed; install Node.js 20 with npm (apt-get install -y nodejs npm)")
+        with _lock(root + ".lock"):
+            if not os.path.exists(marker):
+                shutil.rmtree(root, ignore_errors=True)
+                os.makedirs(root)
+                with open(os.path.join(root, "package.json"), "w") as f:
+                    json.dump({"name": "iii-test-client", "private": True}, f)
+                proc = subprocess.run(
+                    ["npm", "install", "--no-audit", "--no-fund", "--silent",
+                     f"iii-sdk@{version}", "ws@8"],
+                    cwd=root,
+                    capture_output=True,
+                    text=True,
+                )
+                if proc.returncode != 0:
+                    pytest.fail(
+                        f"could not install the published npm iii-sdk@{version} "
+                        f"(npm install iii-sdk@{version}): {proc.stderr[-2000:]}"
+                    )
+                open(marker, "w").close()
+    return root
+
+
+@contextlib.contextmanager
+def _lock(path: str) -> Iterator[None]:
+    import fcntl
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def subprocess_worker(
+    args: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Run a worker process (SDK client) for the duration of the block; killed afterwards.
+    Its output goes to the test's stderr so that failures show it."""
+    full_env = dict(os.environ)
+    full_env.setdefault("OTEL_ENABLED", "false")
+    full_env.setdefault("III_TELEMETRY_ENABLED", "false")
+    full_env.update(env or {})
+    proc = subprocess.Popen(args, env=full_env, cwd=cwd, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
