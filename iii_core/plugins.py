@@ -6,6 +6,7 @@ to log every hook call.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import logging
 import os
@@ -75,15 +76,30 @@ class Plugins:
             self.pm.set_blocked(name.strip())
         for plugin in extra_plugins or []:
             self.pm.register(plugin)
+        dists: dict[int, str] = {}
+        for dist in importlib.metadata.distributions():
+            dist_name = dist.metadata["name"]
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or self.pm.is_blocked(ep.name):
+                    continue
+                if self.pm.get_plugin(ep.name) is not None:
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {ep.name!r} of distribution {dist_name!r} failed to load "
+                        f"({ep.value}): {exc}"
+                    ) from exc
+                self.pm.register(plugin, name=ep.name)
+                dists[id(plugin)] = dist_name
         try:
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
             self.pm.check_pending()
         except Exception as exc:
-            raise PluginError(f"failed to load an '{ENTRY_POINT_GROUP}' plugin: {exc}") from exc
+            raise PluginError(f"an '{ENTRY_POINT_GROUP}' plugin is invalid: {exc}") from exc
         if os.environ.get("III_TRACE_HOOKS"):
             self.pm.trace.root.setwriter(lambda msg: log.info("hook: %s", msg.rstrip()))
             self.pm.enable_tracing()
-        dists = {id(p): d.project_name for p, d in self.pm.list_plugin_distinfo()}
         for impl in self.pm.hook.iii_module_specs.get_hookimpls():
             dist = dists.get(id(impl.plugin), impl.plugin_name)
             for spec in self._call(impl, "iii_module_specs"):

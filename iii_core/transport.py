@@ -9,6 +9,7 @@ stopped reading) is disconnected, never allowed to grow the engine's memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -30,29 +31,56 @@ _BINARY = WSMsgType.BINARY
 
 
 class WorkerSocket:
-    """A worker's outbound side: a bounded frame queue drained by one writer task."""
+    """A worker's outbound side.
 
-    __slots__ = ("ws", "_queue", "_waiter", "closed", "_limit", "_close_reason")
+    While the peer keeps up, a frame is written to the transport at once, in the caller's turn of
+    the event loop (no task switch per message: this is most of a relayed call's latency).  When
+    the transport's buffer passes ``HIGH_WATER`` bytes, or compression is on, frames go to a
+    bounded queue drained by the writer task, which waits for the socket to drain.  A worker whose
+    queue fills (it stopped reading) is disconnected.  Worst-case memory per connection:
+    ``HIGH_WATER`` plus ``limit`` queued frames.
+    """
 
-    def __init__(self, ws: web.WebSocketResponse, limit: int) -> None:
+    HIGH_WATER = 1024 * 1024
+
+    __slots__ = ("ws", "_queue", "_waiter", "closed", "_limit", "_close_reason", "_direct")
+
+    def __init__(self, ws: web.WebSocketResponse, limit: int, compress: bool = False) -> None:
         self.ws = ws
         self._queue: deque[bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self._limit = limit
         self._close_reason: tuple[int, str] | None = None
+        writer = getattr(ws, "_writer", None)
+        write = getattr(writer, "_write_websocket_frame", None)
+        self._direct = None if compress or write is None else (writer, write)
 
     def send(self, frame: bytes) -> None:
         if self.closed:
             return
-        if len(self._queue) >= self._limit:
+        queue = self._queue
+        direct = self._direct
+        if direct is not None and not queue:
+            writer, write = direct
+            transport = writer.transport
+            if (
+                not transport.is_closing()
+                and transport.get_write_buffer_size() < self.HIGH_WATER
+            ):
+                try:
+                    write(frame, 1, 0)  # opcode 1: text
+                except ConnectionError:
+                    self.close(WSCloseCode.ABNORMAL_CLOSURE, "")
+                return
+        if len(queue) >= self._limit:
             log.warning(
                 "worker send queue full (%d frames): the worker is not reading; disconnecting",
                 self._limit,
             )
             self.close(WSCloseCode.POLICY_VIOLATION, "send queue full: worker is not reading")
             return
-        self._queue.append(frame)
+        queue.append(frame)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -74,7 +102,9 @@ class WorkerSocket:
         try:
             while True:
                 while queue:
-                    await ws.send_frame(queue.popleft(), _TEXT)
+                    await ws.send_frame(queue[0], _TEXT)
+                    if queue:
+                        queue.popleft()
                 if self.closed:
                     break
                 self._waiter = loop.create_future()
@@ -84,7 +114,8 @@ class WorkerSocket:
             self.closed = True
         if self._close_reason is not None and not ws.closed:
             code, reason = self._close_reason
-            await ws.close(code=code, message=reason.encode())
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close(code=code, message=reason.encode())
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -109,9 +140,11 @@ class WorkerServer:
         self.app = app
 
     async def start(self, host: str, port: int) -> int:
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=0.1
+        )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        self._site = web.TCPSite(self._runner, host, port)
         await self._site.start()
         server = self._site._server  # noqa: SLF001 - aiohttp does not expose the bound port
         assert server is not None
@@ -154,7 +187,9 @@ class WorkerServer:
             )
             return ws
         self.sockets.add(ws)
-        conn = WorkerSocket(ws, self.config.send_queue_size)
+        conn = WorkerSocket(
+            ws, self.config.send_queue_size, self.config.compression == "deflate"
+        )
         worker = engine.worker_connected(conn, ip, request.path)
         if grant is not None:
             worker.allowed_functions = grant.allowed_functions

@@ -1,0 +1,142 @@
+"""Cross-worker request/response through the engine, compared with a minimal relay.
+
+One command, prints a table::
+
+    python bench/invoke_bench.py [--seconds 5] [--cases seq,64x1,64x8] [--sdk]
+
+Two worker processes (a caller and a callee, minimal raw-protocol Node ``ws`` clients, so that the
+engine and not the clients is what is measured) talk through (a) the engine and (b) the minimal
+relay in ``bench/relay.py`` (same aiohttp server and uvloop).  Cases: sequential (one call in
+flight), 64 calls in flight over 1 connection, and 64 in flight over 8 connections.  With
+``--sdk`` a last case runs this repo's Python SDK (``iii_worker``) as caller and callee.
+Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = {"seq": (1, 1), "64x1": (1, 64), "64x8": (8, 8)}
+FUNCTION = "bench.echo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+@contextlib.contextmanager
+def process(args: list[str], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, **kwargs)  # type: ignore[call-overload]
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def server(kind: str) -> Iterator[str]:
+    port = free_port()
+    if kind == "relay":
+        args = [sys.executable, str(HERE / "relay.py"), str(port)]
+    else:
+        config = Path(tempfile.mkdtemp()) / "bench.yaml"
+        config.write_text("modules: []\n")
+        args = [sys.executable, "-m", "iii_core.cli", "--config", str(config),
+                "--port", str(port), "--log-level", "warning"]
+    with process(args) as proc:
+        wait_port(port, proc)
+        yield f"ws://127.0.0.1:{port}/"
+
+
+def ensure_node_clients() -> None:
+    if shutil.which("node") is None:
+        sys.exit("node is not installed (apt-get install -y nodejs npm)")
+    if not (HERE / "node_modules" / "ws").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE,
+                       check=True)
+
+
+def run_case(url: str, connections: int, inflight: int, seconds: float, sdk: bool) -> dict[str, float]:
+    if sdk:
+        callee = [sys.executable, str(HERE / "sdk_clients.py"), "callee", url, FUNCTION]
+        caller = [sys.executable, str(HERE / "sdk_clients.py"), "caller", url, FUNCTION,
+                  str(connections), str(inflight), str(seconds), "1"]
+    else:
+        callee = ["node", str(HERE / "clients.mjs"), "callee", url, FUNCTION]
+        caller = ["node", str(HERE / "clients.mjs"), "caller", url, FUNCTION,
+                  str(connections), str(inflight), str(seconds), "1"]
+    with process(callee, stdout=subprocess.PIPE) as callee_proc:
+        assert callee_proc.stdout is not None
+        if callee_proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("callee did not start")
+        time.sleep(0.2)
+        out = subprocess.run(caller, capture_output=True, check=True, timeout=seconds + 60)
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--cases", default="seq,64x1,64x8")
+    parser.add_argument("--sdk", action="store_true", help="also run this repo's SDK case")
+    args = parser.parse_args()
+    ensure_node_clients()
+    rows = []
+    plan = [(name, *CASES[name], False) for name in args.cases.split(",")]
+    if args.sdk:
+        plan.append(("sdk 64x1", 1, 64, True))
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    for target in ("relay", "engine"):
+        with server(target) as url:
+            for name, conns, inflight, sdk in plan:
+                results[(target, name)] = run_case(url, conns, inflight, args.seconds, sdk)
+    header = f"{'case':<10} {'target':<7} {'calls/s':>9} {'p50 us':>8} {'p99 us':>8} {'vs relay':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, *_ in plan:
+        relay = results[("relay", name)]
+        for target in ("relay", "engine"):
+            r = results[(target, name)]
+            if target == "relay":
+                ratio = ""
+            else:
+                ratio = (f"{r['calls_per_s'] / relay['calls_per_s']:.2f}x tput"
+                         if name != "seq" else f"{r['p50_us'] / relay['p50_us']:.2f}x p50")
+            rows.append(f"{name:<10} {target:<7} {r['calls_per_s']:>9.0f} {r['p50_us']:>8.0f} "
+                        f"{r['p99_us']:>8.0f} {ratio:>9}")
+    print("\n".join(rows))
+    print(f"\n{os.cpu_count()} CPUs; {args.seconds:.0f} s per case after 1 s warm-up; "
+          "clients: Node ws raw protocol" + (" (+ iii_worker SDK case)" if args.sdk else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""``modules::observability::OtelModule``: traces, logs, metrics, OTLP export and Prometheus.
+
+Wiring only; each concern lives in its own file: :mod:`iii_otel.observer` (spans per
+invocation, telemetry frames), :mod:`iii_otel.stores`, :mod:`iii_otel.logs`,
+:mod:`iii_otel.functions`, :mod:`iii_otel.export` and :mod:`iii_otel.prometheus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Tracer
+
+from iii_core import ConfigError, Module, structure
+from iii_core.logs import JsonFormatter
+from iii_otel import provider as global_provider
+from iii_otel.config import OtelConfig, resolve
+from iii_otel.export import OtlpForwarder
+from iii_otel.functions import OtelFunctions
+from iii_otel.logs import EngineLogHandler, LogPipeline
+from iii_otel.observer import OtelObserver
+from iii_otel.prometheus import PrometheusServer
+from iii_otel.stats import InvocationStats
+from iii_otel.stores import RecordStore, SpanStore
+
+if TYPE_CHECKING:
+    from iii_core import Engine
+
+log = logging.getLogger("iii.otel")
+WHERE = "modules::observability::OtelModule config"
+
+
+class _StoreProcessor(SpanProcessor):
+    """Hands every ended engine span to the span store and the OTLP export buffer (one
+    ``deque.append`` each; conversion happens when the store is read or the batch is sent)."""
+
+    def __init__(self, store: SpanStore | None, forwarder: OtlpForwarder | None) -> None:
+        self.store = store
+        self.forwarder = forwarder
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.store is not None:
+            self.store.add(span)
+        if self.forwarder is not None:
+            self.forwarder.add("traces", span)
+
+
+class OtelModule(Module):
+    name = "OtelModule"
+
+    def __init__(self, engine: Engine, config: dict[str, Any] | None) -> None:
+        super().__init__(engine, config)
+        self.config = structure(OtelConfig, config, WHERE)
+        self.settings = s = resolve(self.config, WHERE)
+        self.resource: dict[str, Any] = {
+            "service.name": s.service_name,
+            "service.version": s.service_version,
+        }
+        if s.service_namespace:
+            self.resource["service.namespace"] = s.service_namespace
+        if s.deployment_environment:
+            self.resource["deployment.environment"] = s.deployment_environment
+        self.stats = InvocationStats(s.metrics_max_series)
+        self.spans = SpanStore(s.memory_max_spans) if s.spans_in_memory else None
+        self.metrics = (
+            RecordStore(s.metrics_max_count, s.metrics_retention_seconds, "timestamp_unix_nano")
+            if s.metrics_enabled
+            else None
+        )
+        self.forwarder: OtlpForwarder | None = None
+        if s.spans_to_otlp or s.logs_to_otlp or s.metrics_to_otlp:
+            self.forwarder = OtlpForwarder(
+                s.endpoint,
+                self.resource,
+                queue_size=s.export_queue_size,
+                batch_size=s.export_batch_size,
+                interval_ms=s.export_interval_ms,
+                timeout_ms=s.export_timeout_ms,
+            )
+        self.logs: LogPipeline | None = None
+        if s.logs_enabled:
+            self.logs = LogPipeline(
+                engine,
+                RecordStore(s.logs_max_count, s.logs_retention_seconds, "timestamp_unix_nano"),
+                resource=self.resource,
+                service_name=s.service_name,
+                sampling_ratio=s.logs_sampling_ratio,
+                max_inflight=s.log_trigger_max_inflight,
+                forwarder=self.forwarder if s.logs_to_otlp else None,
+            )
+        if s.level is not None and not isinstance(logging.getLevelName(s.level.upper()), int):
+            raise ConfigError(f"{WHERE}: level must be a log level name, got {s.level!r}")
+        self.provider: TracerProvider | None = None
+        self.engine_tracer: Tracer | None = None
+        self.observer: OtelObserver | None = None
+        self.metrics_port: int | None = None
+        self._prometheus: PrometheusServer | None = None
+        self._log_handler: EngineLogHandler | None = None
+        self._export_task: asyncio.Task[None] | None = None
+
+    async def initialize(self) -> None:
+        s = self.settings
+        self._apply_logging()
+        if s.enabled:
+            self.provider = TracerProvider(
+                resource=Resource.create(self.resource),
+                sampler=ParentBased(TraceIdRatioBased(s.sampling_ratio)),
+            )
+            self.provider.add_span_processor(
+                _StoreProcessor(self.spans, self.forwarder if s.spans_to_otlp else None)
+            )
+            self.engine_tracer = self.provider.get_tracer("iii.engine")
+            global_provider.install(self.provider)
+        self.observer = OtelObserver(self)
+        self.engine.add_observer(self.observer)
+        OtelFunctions(self).register()
+        if self.logs is not None:
+            await self.engine.register_trigger_type(
+                "log", "Fires for every stored log record (config: {level})", self.logs
+            )
+            self._log_handler = EngineLogHandler(self.logs, asyncio.get_running_loop())
+            logging.getLogger("iii").addHandler(self._log_handler)
+        if self.forwarder is not None:
+            self._export_task = asyncio.create_task(self.forwarder.run(), name="otlp export")
+        if s.prometheus_enabled:
+            await self._start_prometheus()
+
+    def _apply_logging(self) -> None:
+        """``level`` / ``format`` set the engine console, as in the reference (§6.4)."""
+        s = self.settings
+        if s.level is not None:
+            logging.getLogger("iii").setLevel(s.level.upper())
+        if s.format == "json":
+            for handler in logging.getLogger().handlers:
+                handler.setFormatter(JsonFormatter())
+
+    async def _start_prometheus(self) -> None:
+        s = self.settings
+        server = PrometheusServer(self)
+        try:
+            self.metrics_port = await server.start(s.prometheus_host, s.prometheus_port)
+        except OSError as exc:
+            message = (
+                f"Prometheus /metrics could not listen on {s.prometheus_host}:"
+                f"{s.prometheus_port}: {exc}"
+            )
+            if s.prometheus_port_configured or exc.errno != errno.EADDRINUSE:
+                raise ConfigError(f"{WHERE}: {message}") from None
+            # The default port is taken (another engine on this host): keep running.
+            log.warning("%s; set prometheus_port in the OtelModule config", message)
+            return
+        self._prometheus = server
+        log.info(
+            "Prometheus metrics on http://%s:%d/metrics", s.prometheus_host, self.metrics_port
+        )
+
+    def store_gauges(self) -> dict[str, int]:
+        """Sizes of this module's bounded stores (exported as ``iii_otel_*`` gauges)."""
+        out = {
+            "spans": len(self.spans) if self.spans is not None else 0,
+            "logs": len(self.logs.store) if self.logs is not None else 0,
+            "metric_points": len(self.metrics) if self.metrics is not None else 0,
+            "export_queued": self.forwarder.queued() if self.forwarder is not None else 0,
+            "export_dropped_total": self.forwarder.dropped_total if self.forwarder else 0,
+            "log_trigger_inflight": self.logs.inflight if self.logs is not None else 0,
+        }
+        return out
+
+    async def shutdown(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger("iii").removeHandler(self._log_handler)
+            self._log_handler = None
+        if self._prometheus is not None:
+            await self._prometheus.stop()
+            self._prometheus = None
+        if self.provider is not None:
+            global_provider.uninstall(self.provider)
+            self.provider.shutdown()
+        if self._export_task is not None:
+            assert self.forwarder is not None
+            self._export_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._export_task
+            self._export_task = None

@@ -1,0 +1,361 @@
+"""Serving one HTTP request through a function: routing, input, the result/stream race, errors.
+
+The handler is a plain ASGI callable (mounted in the Starlette app) so that the hot path does
+not build a Starlette ``Request``.  Per routed request it creates two data channels
+(``request_body``: engine → worker, ``response``: worker → engine) and races the function's
+return against the first body item on the ``response`` channel, as the reference does.  Every
+task it starts is awaited or cancelled before the request ends, and both channels are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from opentelemetry import propagate, trace
+
+from iii_core import Engine, InvocationError
+from iii_core.channels import Channel
+from iii_core.conditions import condition_allows, condition_function
+from iii_rest import request as req
+from iii_rest.config import RestApiConfig
+from iii_rest.response import JSON_HEADERS, StreamHead, direct, error_body, error_id
+from iii_rest.routes import Route, RouteTable, normalize_path
+
+log = logging.getLogger("iii.rest")
+tracer = trace.get_tracer("iii.rest")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_CONDITION_FAILED: Final = b'{"error":"Request condition not met","skipped":true}'
+_BUSY: Final = b'{"error":"too many requests in flight"}'
+_TOO_LARGE: Final = b'{"error":"request body too large"}'
+
+
+class BodyTooLarge(Exception):
+    """The request body passed ``max_body_bytes``."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request body was read."""
+
+
+async def _respond(
+    send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*(headers or ()), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _discard(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a request-scoped task and never leave its exception unretrieved."""
+    if task is None:
+        return
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+        return
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+class HttpHandler:
+    """The ASGI app behind every ``http`` trigger route."""
+
+    def __init__(self, engine: Engine, config: RestApiConfig, routes: RouteTable) -> None:
+        self.engine = engine
+        self.config = config
+        self.routes = routes
+        self.timeout = config.default_timeout / 1000
+        self.limit = config.concurrency_request_limit
+        self.max_body = config.max_body_bytes
+        self.inflight = 0
+        self.requests_total = 0
+        self.rejected_total = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = normalize_path(raw_path.decode("latin-1"))
+        match = self.routes.match(path)
+        if match is None:
+            await _respond(send, 404)
+            return
+        methods, parts = match
+        method: str = scope["method"]
+        stack = methods.get(method)
+        if stack is None:
+            if method == "HEAD" and "GET" in methods:
+                # The reference's router serves HEAD with GET, then finds no HEAD trigger.
+                await _respond(send, 404, b"Not Found", [(b"content-type", b"text/plain")])
+            else:
+                allow = ", ".join(sorted(methods)).encode()
+                await _respond(send, 405, b"", [(b"allow", allow)])
+            return
+        if self.inflight >= self.limit:
+            self.rejected_total += 1
+            await _respond(send, 503, _BUSY, [*JSON_HEADERS, (b"retry-after", b"1")])
+            return
+        self.inflight += 1
+        self.requests_total += 1
+        try:
+            await self._serve(stack[-1], parts, method, scope, receive, send)
+        except ClientGone:
+            pass
+        finally:
+            self.inflight -= 1
+
+    async def _serve(
+        self, route: Route, parts: list[str], method: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers = req.headers_of(scope["headers"])
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
+            return
+        json_request = req.is_json(headers)
+        body: Any = None
+        if json_request:
+            try:
+                body = req.parse_json_body(await self._read_body(receive))
+            except BodyTooLarge:
+                await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
+                return
+        data = req.build_input(
+            route,
+            method,
+            headers,
+            req.query_of(scope["query_string"]),
+            req.path_params_of(route, parts),
+            body,
+        )
+        parent = propagate.extract(headers) if "traceparent" in headers else None
+        with tracer.start_as_current_span(
+            f"{method} {route.api_path_as_given}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            traceparent = carrier.get("traceparent")
+            if condition_function(route.trigger.config) is not None:
+                try:
+                    allowed = await condition_allows(
+                        self.engine, route.trigger.config, data, traceparent=traceparent
+                    )
+                except Exception as exc:  # noqa: BLE001 - a condition error is a 500
+                    await self._error(send, route, method, headers, exc, "condition")
+                    return
+                if not allowed:
+                    await _respond(send, 422, _CONDITION_FAILED, JSON_HEADERS)
+                    return
+            status = await self._invoke(
+                route, method, headers, data, json_request, traceparent, receive, send
+            )
+            span.set_attribute("http.response.status_code", status)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+            if not msg.get("more_body"):
+                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+    async def _pump(self, receive: Receive, channel: Channel) -> None:
+        """Stream the raw request body into the ``request_body`` channel."""
+        size = 0
+        try:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+                chunk = msg.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise BodyTooLarge
+                    await channel.send(bytes(chunk))
+                if not msg.get("more_body"):
+                    return
+        except InvocationError:  # the channel was removed: the request is over
+            return
+        finally:
+            channel.close_nowait()
+
+    @staticmethod
+    async def _first_item(channel: Channel, head: StreamHead) -> bytes | None:
+        """Apply control items until the first body chunk (or the writer's close: None)."""
+        while True:
+            item = await channel.receive()
+            if item is None or isinstance(item, bytes):
+                return item
+            head.control(item)
+
+    async def _invoke(
+        self,
+        route: Route,
+        method: str,
+        headers: dict[str, str],
+        data: dict[str, Any],
+        json_request: bool,
+        traceparent: str | None,
+        receive: Receive,
+        send: Send,
+    ) -> int:
+        channels = self.engine.channels
+        try:
+            body_channel = channels.create()
+        except InvocationError as exc:
+            log.warning("HTTP %s %s: %s", method, route.api_path_as_given, exc)
+            await _respond(send, 503, _BUSY, JSON_HEADERS)
+            return 503
+        try:
+            response_channel = channels.create()
+        except InvocationError as exc:
+            channels.remove(body_channel.id)
+            log.warning("HTTP %s %s: %s", method, route.api_path_as_given, exc)
+            await _respond(send, 503, _BUSY, JSON_HEADERS)
+            return 503
+        body_channel.claim("write")
+        response_channel.claim("read")
+        data["request_body"] = body_channel.ref("read")
+        data["response"] = response_channel.ref("write")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        head = StreamHead()
+        pump = None if json_request else asyncio.ensure_future(self._pump(receive, body_channel))
+        call = asyncio.ensure_future(
+            self.engine.call(route.function_id, data, traceparent=traceparent)
+        )
+        first = asyncio.ensure_future(self._first_item(response_channel, head))
+        waiting: set[asyncio.Future[Any]] = {call, first}
+        if pump is not None:
+            waiting.add(pump)
+        warn_at: float | None = None
+        try:
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    await _respond(send, 504)
+                    return 504
+                wake = deadline if warn_at is None else min(deadline, warn_at)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=max(wake - now, 0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if call in done:
+                    waiting.discard(call)
+                    exc = call.exception()
+                    if exc is not None:
+                        await self._error(send, route, method, headers, exc, "function")
+                        return 500
+                    value = call.result()
+                    if value is not None:
+                        status, payload, out_headers = direct(value)
+                        await _respond(send, status, payload, out_headers)
+                        return status
+                    if first not in done and not response_channel.sender_claimed:
+                        warn_at = loop.time() + self.config.stream_warning_ms / 1000
+                if first in done:
+                    await self._stream(send, receive, head, first.result(), response_channel, pump)
+                    return head.status
+                if pump is not None and pump in done:
+                    waiting.discard(pump)
+                    if isinstance(pump.exception(), BodyTooLarge):
+                        await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
+                        return 413
+                    pump = None
+                if warn_at is not None and loop.time() >= warn_at:
+                    warn_at = None
+                    if not response_channel.sender_claimed:
+                        log.warning(
+                            "function %s (HTTP %s %s) returned nothing and has not opened its "
+                            "'response' channel; the request gets 504 after %d ms unless it does",
+                            route.function_id,
+                            method,
+                            route.api_path_as_given,
+                            self.config.default_timeout,
+                        )
+        finally:
+            _discard(call)
+            _discard(first)
+            _discard(pump)
+            channels.remove(body_channel.id)
+            channels.remove(response_channel.id)
+
+    async def _stream(
+        self,
+        send: Send,
+        receive: Receive,
+        head: StreamHead,
+        first: bytes | None,
+        channel: Channel,
+        pump: asyncio.Task[None] | None,
+    ) -> None:
+        """Send the streamed response; stop when the writer closes or the client goes away."""
+
+        async def forward() -> None:
+            await send({"type": "http.response.start", "status": head.status, "headers": head.headers})
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            if first is not None:
+                while (item := await channel.receive()) is not None:
+                    if isinstance(item, bytes) and item:
+                        await send({"type": "http.response.body", "body": item, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def client_gone() -> None:
+            if pump is not None:
+                await asyncio.wait({pump})
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        sender = asyncio.ensure_future(forward())
+        watcher = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if sender.done():
+                sender.result()
+        finally:
+            _discard(sender)
+            _discard(watcher)
+
+    async def _error(
+        self,
+        send: Send,
+        route: Route,
+        method: str,
+        headers: dict[str, str],
+        exc: BaseException,
+        what: str,
+    ) -> None:
+        eid = error_id()
+        log.error(
+            "HTTP %s %s: %s %s failed (error_id %s): %s; request headers %s",
+            method,
+            route.api_path_as_given,
+            what,
+            route.function_id if what == "function" else condition_function(route.trigger.config),
+            eid,
+            exc,
+            req.redact(headers),
+        )
+        await _respond(send, 500, error_body(eid), JSON_HEADERS)

@@ -1,0 +1,6 @@
+"""placeholder"""
+from iii_core import Module
+
+
+class HttpFunctionsModule(Module):
+    name = "HttpFunctionsModule"

@@ -1,0 +1,136 @@
+"""Running an ASGI app inside the engine's event loop: uvicorn (default) or Hypercorn.
+
+The listening socket is bound here, before the server starts, so that a bind error fails the
+engine's start-up, ``port: 0`` works, and the bound port is known at once.  Neither server
+installs signal handlers: the engine owns SIGINT/SIGTERM and stops the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any, Protocol
+
+log = logging.getLogger("iii.rest")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"HTTP API cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer(Protocol):
+    port: int
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class UvicornServer:
+    """uvicorn with httptools (its C parser) on the running loop (uvloop under ``iii``)."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        self._sock = bind(host, port)
+        self.port: int = self._sock.getsockname()[1]
+        http = "httptools"
+        try:
+            import httptools  # noqa: F401
+        except ImportError:  # pragma: no cover - httptools is a dependency via uvicorn[standard]
+            http = "h11"
+        self._config = uvicorn.Config(
+            app,
+            http=http,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # ``_serve`` is ``serve`` without uvicorn's signal capture (the engine owns signals).
+        self._task = asyncio.ensure_future(self._server._serve(sockets=[self._sock]))  # noqa: SLF001
+        self._task.set_name("iii-rest uvicorn")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("uvicorn stopped during start-up")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("uvicorn stopped with an error: %s", exc)
+        self._sock.close()
+
+
+class HypercornServer:
+    """Hypercorn (HTTP/1.1 and h2c) on the running loop."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        from hypercorn.config import Config
+
+        sock = bind(host, port)
+        self.port = sock.getsockname()[1]
+        self._config = Config()
+        # Hypercorn adopts the descriptor and closes it on shutdown.
+        self._config.bind = [f"fd://{sock.detach()}"]
+        self._config.accesslog = None
+        self._config.errorlog = log
+        self._config.graceful_timeout = 2
+        self._config.include_server_header = False
+        self._app = app
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from hypercorn.asyncio import serve
+
+        self._task = asyncio.ensure_future(
+            serve(self._app, self._config, shutdown_trigger=self._stopping.wait, mode="asgi")
+        )
+        self._task.set_name("iii-rest hypercorn")
+        # Hypercorn has no "started" flag; the socket already listens, so requests queue in
+        # the backlog until it accepts.  Yield once so that it registers its server.
+        await asyncio.sleep(0)
+        if self._task.done():
+            self._task.result()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+            except Exception as exc:  # noqa: BLE001
+                log.warning("hypercorn stopped with an error: %s", exc)
+
+
+def create_server(kind: str, app: Any, host: str, port: int) -> HttpServer:
+    if kind == "hypercorn":
+        return HypercornServer(app, host, port)
+    return UvicornServer(app, host, port)
