@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from iii_core.channels import ChannelManager
 from iii_core.config import EngineConfig
@@ -21,7 +21,12 @@ from iii_core.invocations import ActionHandler, InvocationRouter
 from iii_core.module import Module
 from iii_core.observers import EngineObserver
 from iii_core.plugins import Plugins
-from iii_core.protocol import ErrorBody, RegisterTrigger, TriggerRegistrationResult
+from iii_core.protocol import (
+    ErrorBody,
+    RegisterFunction,
+    RegisterTrigger,
+    TriggerRegistrationResult,
+)
 from iii_core.registries import (
     FunctionEntry,
     FunctionRegistry,
@@ -41,6 +46,21 @@ log = logging.getLogger("iii.engine")
 
 FUNCTIONS_AVAILABLE = "engine::functions-available"
 WORKERS_AVAILABLE = "engine::workers-available"
+
+
+class ExternalFunctionRegistrar(Protocol):
+    """Serves ``registerfunction`` with ``invocation`` (functions the engine calls over HTTP).
+
+    ``register`` may return an awaitable (awaited before the worker's next frame);
+    ``unregister`` returns True when ``function_id`` was one of ``worker``'s external functions;
+    ``worker_gone`` removes every external function of a disconnected worker.
+    """
+
+    def register(self, worker: Worker, msg: RegisterFunction) -> Awaitable[None] | None: ...
+
+    def unregister(self, worker: Worker, function_id: str) -> bool: ...
+
+    def worker_gone(self, worker: Worker) -> None: ...
 
 
 class Engine:
@@ -67,6 +87,9 @@ class Engine:
         self.modules: list[Module] = []
         self.protocol_errors_total = 0
         self.port: int | None = None
+        self.external_function_registrar: ExternalFunctionRegistrar | None = None
+        """Set by a module (iii-rest's HTTP functions) that serves ``registerfunction`` messages
+        carrying ``invocation``; without one they are logged and ignored."""
         self.started_at = time.time()
         self._functions_changed: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -359,6 +382,8 @@ class Engine:
         """Cleanup in the reference's order: functions, calls, triggers, types, channels."""
         if self.workers.get(worker.id) is None:
             return
+        if self.external_function_registrar is not None:
+            self.external_function_registrar.worker_gone(worker)
         for function_id in list(worker.function_ids):
             entry = self.functions.remove_owner(function_id, worker)
             if entry is not None:

@@ -369,3 +369,15 @@ def subprocess_worker(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+async def connect_when_ready(url: str, timeout: float = 20.0, **kwargs: Any) -> RawWorker:
+    """Connect a :class:`RawWorker` to an engine that is still starting (e.g. a subprocess)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await RawWorker(url).connect(**kwargs)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)

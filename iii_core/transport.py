@@ -79,6 +79,11 @@ class WorkerSocket:
                 self._limit,
             )
             self.close(WSCloseCode.POLICY_VIOLATION, "send queue full: worker is not reading")
+            # A close frame cannot get past a full buffer: drop the connection so that the reader
+            # loop ends and the worker's cleanup runs now.
+            transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
+            if transport is not None:
+                transport.abort()
             return
         queue.append(frame)
         waiter = self._waiter
@@ -156,8 +161,18 @@ class WorkerServer:
             self._site._server.close()  # type: ignore[union-attr]  # noqa: SLF001
 
     async def close(self) -> None:
-        for ws in list(self.sockets):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine shutting down")
+        async def close_one(ws: web.WebSocketResponse) -> None:
+            try:
+                await asyncio.wait_for(
+                    ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine shutting down"), 1.0
+                )
+            except (TimeoutError, ConnectionError, RuntimeError):
+                # A peer that does not read cannot take a close frame: drop it.
+                req = ws._req  # noqa: SLF001
+                if req is not None and req.transport is not None:
+                    req.transport.abort()
+
+        await asyncio.gather(*(close_one(ws) for ws in list(self.sockets)))
         if self._runner is not None:
             await self._runner.cleanup()
 

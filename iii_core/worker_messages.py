@@ -137,19 +137,22 @@ class WorkerMessages:
 
     # ------------------------------------------------------------------ registrations
 
-    def _register_function(self, worker: Worker, msg: RegisterFunction) -> None:
+    def _register_function(self, worker: Worker, msg: RegisterFunction) -> Awaitable[None] | None:
         allowed = worker.allowed_registrations
         if allowed is not None and msg.id not in allowed:
             log.warning("worker %s may not register function %s; ignored", worker.id, msg.id)
-            return
+            return None
         if msg.invocation is not None:
+            registrar = self.engine.external_function_registrar
+            if registrar is not None:
+                return registrar.register(worker, msg)
             log.error(
                 "worker %s registered %s as an HTTP-invoked function, which needs the "
                 "HTTP functions module; ignored",
                 worker.id,
                 msg.id,
             )
-            return
+            return None
         try:
             entry, created = self.engine.functions.add_worker_owner(
                 msg.id,
@@ -161,11 +164,15 @@ class WorkerMessages:
             )
         except RegistrationError as exc:
             log.warning("worker %s: %s", worker.id, exc)
-            return
+            return None
         if created:
             self.engine._function_added(entry)
+        return None
 
     def _unregister_function(self, worker: Worker, msg: UnregisterFunction) -> None:
+        registrar = self.engine.external_function_registrar
+        if registrar is not None and registrar.unregister(worker, msg.id):
+            return
         entry = self.engine.functions.remove_owner(msg.id, worker)
         if entry is not None:
             self.engine._function_removed(entry)

@@ -14,26 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import platform
 import socket
-import traceback
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-import msgspec
 import websockets
-from msgspec import UNSET, Raw
 from websockets.asyncio.client import ClientConnection
 
 from iii_core.errors import ProtocolError, UnknownMessageType
 from iii_core.protocol import (
-    ErrorBody,
     InvocationResult,
     InvokeFunction,
     Ping,
@@ -42,7 +37,6 @@ from iii_core.protocol import (
     RegisterTrigger,
     RegisterTriggerType,
     RegistrationRejected,
-    TriggerRegistrationResult,
     UnregisterFunction,
     UnregisterTrigger,
     UnregisterTriggerType,
@@ -52,8 +46,8 @@ from iii_core.protocol import (
     raw_to_python,
 )
 from iii_worker._version import __version__
-from iii_worker.channels import Channel, ChannelReader, ChannelWriter, encode_hook, resolve_channels
-from iii_worker.context import InvocationContext, current_invocation, set_current
+from iii_worker.channels import Channel, ChannelReader, ChannelWriter
+from iii_worker.context import current_invocation
 from iii_worker.errors import (
     ConnectionLostError,
     InvocationError,
@@ -66,12 +60,12 @@ from iii_worker.registrations import (
     FunctionEntry,
     Handler,
     Registrations,
-    TriggerConfig,
     TriggerHandler,
     TriggerTypeEntry,
     is_async_handler,
     wants_context,
 )
+from iii_worker.serving import Serving, encode_payload
 from iii_worker.writer import FrameWriter
 
 log = logging.getLogger("iii_worker")
@@ -119,15 +113,7 @@ class TriggerTypeRef:
         self._worker._unregister_trigger_type(self.id)
 
 
-def _payload(value: Any) -> Raw:
-    """JSON for ``data``/``result``; channel ends become their refs."""
-    try:
-        return Raw(msgspec.json.encode(value, enc_hook=encode_hook))
-    except (TypeError, NotImplementedError) as exc:
-        raise InvocationError(str(exc), code="serialization_error") from exc
-
-
-class Worker:
+class Worker(Serving):
     """A connection to the engine.  Create it with :func:`connect` or :func:`init`.
 
     All methods must be called from the event loop the worker was connected on, except
@@ -316,8 +302,8 @@ class Worker:
                 writer.put_nowait(encode(message))
             while self._queued:
                 writer.put_nowait(self._queued.popleft())
-            register = InvokeFunction(function_id=WORKERS_REGISTER, data=_payload(self._metadata()))
-            writer.put_nowait(encode(register))
+            metadata = encode_payload(self._metadata())
+            writer.put_nowait(encode(InvokeFunction(function_id=WORKERS_REGISTER, data=metadata)))
             self._writer = writer
             self._connected.set()
             self._set_state(ConnectionState.CONNECTED)
@@ -491,7 +477,7 @@ class Worker:
         return InvokeFunction(
             invocation_id=invocation_id,
             function_id=function_id,
-            data=_payload(data),
+            data=encode_payload(data),
             traceparent=traceparent,
             baggage=baggage,
             metadata=metadata,
@@ -656,121 +642,6 @@ class Worker:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _handle_invoke(self, message: InvokeFunction) -> None:
-        ctx = InvocationContext(
-            function_id=message.function_id,
-            invocation_id=message.invocation_id,
-            traceparent=message.traceparent,
-            baggage=message.baggage,
-            metadata=message.metadata,
-        )
-        set_current(ctx)  # this task's own context: calls made by the handler forward it
-        result: Raw | Any = UNSET
-        error: ErrorBody | None = None
-        entry = self._registrations.functions.get(message.function_id)
-        if entry is None:
-            error = ErrorBody(
-                code="function_not_found", message=f"Function {message.function_id} not found"
-            )
-        else:
-            try:
-                data = resolve_channels(raw_to_python(message.data), self.url)
-                args = (data, ctx) if entry.wants_context else (data,)
-                if entry.is_async:
-                    value = await entry.handler(*args)
-                else:
-                    value = await asyncio.to_thread(entry.handler, *args)
-                    if inspect.isawaitable(value):
-                        value = await value
-                result = _payload(value)
-            except InvocationError as exc:
-                error = exc.to_body()
-            except Exception as exc:  # the caller gets the error instead
-                log.debug("handler %s raised", message.function_id, exc_info=True)
-                error = ErrorBody(
-                    code="invocation_failed",
-                    message=str(exc) or type(exc).__name__,
-                    stacktrace=traceback.format_exc(),
-                )
-        if message.invocation_id is None or self._writer is None:
-            return
-        await self._send_reply(
-            InvocationResult(
-                invocation_id=message.invocation_id,
-                function_id=message.function_id,
-                result=result if error is None else UNSET,
-                error=error,
-                traceparent=message.traceparent,
-                baggage=message.baggage,
-            )
-        )
-
-    async def _send_reply(self, message: Any) -> None:
-        writer = self._writer
-        if writer is None:
-            return  # the connection that asked is gone; the engine already failed the call
-        if writer.full:
-            await writer.wait_room()
-        writer.put_nowait(encode(message))
-
-    async def _handle_register_trigger(self, message: RegisterTrigger) -> None:
-        trigger = TriggerConfig(
-            message.id, message.trigger_type, message.function_id, message.config
-        )
-        entry = self._registrations.trigger_types.get(message.trigger_type)
-        error: ErrorBody | None = None
-        if entry is None:
-            error = ErrorBody(
-                code="trigger_type_not_found",
-                message=f"this worker does not provide trigger type {message.trigger_type}",
-            )
-        else:
-            try:
-                await _run_callback(entry.handler.register_trigger, trigger)
-                entry.active[trigger.id] = trigger
-            except Exception as exc:  # reported to the engine
-                error = ErrorBody(code="trigger_registration_failed", message=str(exc))
-        await self._send_reply(
-            TriggerRegistrationResult(
-                id=message.id,
-                trigger_type=message.trigger_type,
-                function_id=message.function_id,
-                error=error,
-            )
-        )
-
-    async def _handle_unregister_trigger(self, message: UnregisterTrigger) -> None:
-        entry = self._registrations.trigger_types.get(message.trigger_type or "")
-        if entry is None:
-            return
-        trigger = entry.active.pop(message.id, None)
-        if trigger is None:
-            return
-        try:
-            await _run_callback(entry.handler.unregister_trigger, trigger)
-        except Exception:  # nobody to report to
-            log.exception("unregister_trigger of %s failed", entry.id)
-
-    async def _stop_active_triggers(self) -> None:
-        """The engine forgets a provider's triggers when its connection ends and re-sends them
-        after the type is registered again: stop them here so that they never run twice."""
-        for entry in self._registrations.trigger_types.values():
-            active, entry.active = entry.active, {}
-            for trigger in active.values():
-                try:
-                    await _run_callback(entry.handler.unregister_trigger, trigger)
-                except Exception:
-                    log.exception("unregister_trigger of %s failed", entry.id)
-
-
-async def _run_callback(callback: Callable[[TriggerConfig], Any], trigger: TriggerConfig) -> None:
-    if is_async_handler(callback):
-        await callback(trigger)
-        return
-    value = await asyncio.to_thread(callback, trigger)
-    if inspect.isawaitable(value):
-        await value
 
 
 def init(url: str | None = None, **options: Any) -> Worker:

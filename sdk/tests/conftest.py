@@ -8,9 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
-
 import iii_worker
+import pytest
 from iii_worker import ReconnectConfig, Worker
 
 FAST_RECONNECT = ReconnectConfig(initial_delay=0.05, max_delay=0.5)

@@ -7,10 +7,8 @@ import os
 import threading
 from typing import Any
 
-import pytest
-from iii_core.testing import raw_worker, wait_until
-
 import iii_worker
+import pytest
 from iii_worker import (
     ConnectionState,
     FunctionNotFoundError,
@@ -20,6 +18,8 @@ from iii_worker import (
     InvocationTimeoutError,
     NotConnectedError,
 )
+
+from iii_core.testing import raw_worker, wait_until
 
 
 async def test_call_across_workers_sync_and_async_handlers(engine_factory, sdk_worker) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from iii_cron import CronModule, ManualClock
+
 from iii_core import Engine
 from iii_core.testing import wait_until
-from iii_cron import CronModule, ManualClock
 
 CRON_CONFIG: dict[str, Any] = {"modules": [{"class": "modules::cron::CronModule"}]}
 

@@ -6,10 +6,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
-from iii_core.testing import wait_until
 from iii_cron import ManualClock, SystemClock
 from iii_cron.clock import rfc3339
+
+from iii_core.testing import wait_until
 
 
 def test_rfc3339_matches_chrono() -> None:

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from cron_helpers import CRON_CONFIG, cron_module, fire_at
+from iii_cron import ManualClock
+from iii_cron.local_lock import LocalCronLock
+
 from iii_core import ConfigError
 from iii_core.plugins import Plugins
 from iii_core.testing import raw_worker, wait_until
-from iii_cron import ManualClock
-from iii_cron.local_lock import LocalCronLock
 
 WHOLE_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
 FRACTIONAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?\+00:00$")
@@ -289,3 +289,14 @@ async def test_module_and_adapter_configuration(engine_factory: Any) -> None:
 
 async def _noop(data: Any) -> None:
     return None
+
+
+async def test_max_jobs_is_enforced(engine_factory: Any) -> None:
+    config = {"modules": [{"class": "modules::cron::CronModule", "config": {"max_jobs": 1}}]}
+    async with engine_factory(config) as engine, raw_worker(engine) as w:
+        await w.register_function("tick", _noop)
+        await w.register_trigger("cron", "tick", {"expression": "0 0 * * * *"})
+        second = await w.register_trigger("cron", "tick", {"expression": "0 0 * * * *"})
+        result = await next_message(w, "triggerregistrationresult")
+        assert result["id"] == second and "max_jobs" in result["error"]["message"]
+        assert len(cron_module(engine).jobs) == 1

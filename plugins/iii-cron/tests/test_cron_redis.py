@@ -8,18 +8,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from cron_helpers import cron_module
-from iii_core import ConfigError
-from iii_core.testing import free_port, raw_worker, wait_until
+from cron_helpers import cron_module, fire_at
+from iii_cron import ManualClock
 from iii_cron.redis_lock import RedisCronConfig, RedisCronLock
+
+from iii_core import ConfigError
+from iii_core.testing import free_port, raw_worker, redis_server, wait_until
 
 TICK = datetime(2026, 3, 9, 12, 0, 0, tzinfo=UTC)
 
 
 def redis_config(redis_url: str, **extra: Any) -> dict[str, Any]:
-    adapter = {"class": "modules::cron::RedisCronAdapter", "config": {"redis_url": redis_url, **extra}}
+    adapter = {
+        "class": "modules::cron::RedisCronAdapter",
+        "config": {"redis_url": redis_url, **extra},
+    }
     return {"modules": [{"class": "modules::cron::CronModule", "config": {"adapter": adapter}}]}
+
+
+def stop_redis(url: str) -> None:
+    """Shut the test's redis-server down (a real outage, not a mock)."""
+    import redis
+
+    with contextlib.suppress(redis.ConnectionError):
+        redis.Redis.from_url(url).shutdown(nosave=True)
 
 
 async def two_engines_fire(engine_factory: Any, config: dict[str, Any], ticks: int) -> list[str]:
@@ -41,9 +53,7 @@ async def two_engines_fire(engine_factory: Any, config: dict[str, Any], ticks: i
     return fired
 
 
-async def test_two_engines_fire_each_tick_exactly_once(
-    engine_factory: Any, redis_url: str
-) -> None:
+async def test_two_engines_fire_each_tick_exactly_once(engine_factory: Any, redis_url: str) -> None:
     fired = await two_engines_fire(engine_factory, redis_config(redis_url), 5)
     duplicates = [t for t, n in collections.Counter(fired).items() if n > 1]
     assert not duplicates, f"ticks fired more than once: {duplicates}"
@@ -91,3 +101,32 @@ async def test_redis_adapter_config_is_checked(engine_factory: Any, redis_url: s
     async with engine_factory(redis_config(redis_url, lock_ttl_ms=5000)) as engine:
         lock = cron_module(engine).lock
         assert isinstance(lock, RedisCronLock) and lock.config.lock_ttl_ms == 5000
+
+
+async def test_redis_outage_skips_ticks_and_keeps_the_schedule(engine_factory: Any) -> None:
+    calls: list[Any] = []
+
+    async def tick(data: Any) -> None:
+        calls.append(data)
+
+    start = datetime(2026, 3, 7, 12, tzinfo=UTC)
+    with redis_server() as url:
+        engine_cm = engine_factory(redis_config(url, connect_timeout_ms=1000))
+        engine = await engine_cm.__aenter__()
+        try:
+            module = cron_module(engine)
+            clock = ManualClock(start)
+            module.clock = clock
+            async with raw_worker(engine) as w:
+                await w.register_function("tick", tick)
+                await w.register_trigger("cron", "tick", {"expression": "* * * * * *"})
+                await fire_at(clock, start + timedelta(seconds=1))
+                await wait_until(lambda: len(calls) == 1)
+                stop_redis(url)
+                await fire_at(clock, start + timedelta(seconds=2))
+                await wait_until(lambda: module.stats.errors == 1, 10, "the lock error")
+                # The job is still scheduled.
+                await wait_until(lambda: clock.deadlines == [start + timedelta(seconds=3)])
+                assert len(calls) == 1 and len(module.jobs) == 1
+        finally:
+            await engine_cm.__aexit__(None, None, None)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from iii_cron import CronSchedule
 
 from iii_core import RegistrationError
-from iii_cron import CronSchedule
 
 MONDAY_NOON = datetime(2026, 3, 9, 12, 0, 0, tzinfo=UTC)  # 2026-03-09 is a Monday
 
 
-def upcoming(expression: str, after: datetime, n: int = 3, timezone: str | None = None) -> list[str]:
+def upcoming(
+    expression: str, after: datetime, n: int = 3, timezone: str | None = None
+) -> list[str]:
     schedule = CronSchedule.parse(expression, timezone, now=after)
     out = []
     for _ in range(n):
@@ -46,9 +48,7 @@ def test_five_field_minute_first() -> None:
         "2026-03-09T13:00:00+00:00",
     ]
     # A start inside a minute goes to the next whole minute.
-    assert upcoming("* * * * *", MONDAY_NOON.replace(second=30), 1) == [
-        "2026-03-09T12:01:00+00:00"
-    ]
+    assert upcoming("* * * * *", MONDAY_NOON.replace(second=30), 1) == ["2026-03-09T12:01:00+00:00"]
 
 
 def test_day_of_week_numbering_follows_each_form() -> None:

@@ -63,6 +63,9 @@ class ExecModule(Module):
     # ------------------------------------------------------------------ life cycle
 
     async def initialize(self) -> None:
+        self._check_cwd()
+
+    def _check_cwd(self) -> None:
         if not os.path.isdir(self.cwd):
             raise ConfigError(f"{self.where}: key 'cwd': directory {self.cwd!r} does not exist")
 
@@ -91,7 +94,7 @@ class ExecModule(Module):
         try:
             if self._tasks:
                 await asyncio.wait(self._tasks)
-            await self._stop_groups(min(self.config.stop_grace_ms / 1000, _SHUTDOWN_GRACE_CAP))
+            await self._stop_groups(self._shutdown_grace())
         finally:
             for group in self._groups:
                 group.kill_now()
@@ -112,10 +115,10 @@ class ExecModule(Module):
         env.update(self.config.env)
         return env
 
-    async def _start(self, command: str) -> ProcessGroup | None:
+    def _start(self, command: str) -> ProcessGroup | None:
         label = self.config.name or _label(command)
         try:
-            group = await ProcessGroup.start(
+            group = ProcessGroup.start(
                 command,
                 label=label,
                 cwd=self.cwd,
@@ -126,8 +129,6 @@ class ExecModule(Module):
             log.error("[%s] could not start `%s`: %s", label, command, exc)
             return None
         self._groups.append(group)
-        if self._stopping:  # shutdown began while the process was being created
-            group.kill_now()
         return group
 
     async def _stop_groups(self, grace: float) -> None:
@@ -168,7 +169,7 @@ class ExecModule(Module):
         steps = self.config.exec[:-1]
         total = len(self.config.exec)
         for index, command in enumerate(steps, start=1):
-            group = await self._start(command)
+            group = self._start(command)
             if group is None:
                 log.error(
                     "exec pipeline stopped: step %d/%d could not start; the rest did not run",
@@ -209,7 +210,7 @@ class ExecModule(Module):
                     delay = first_delay
                     continue
                 while not self._stopping:
-                    group = await self._start(last)
+                    group = self._start(last)
                     if group is not None:
                         self.starts += 1
                         code = await self._wait_or_change(group)
@@ -240,8 +241,16 @@ class ExecModule(Module):
                 await self._stop_groups(grace)
                 delay = first_delay
         finally:
-            for group in self._groups:
-                group.kill_now()
+            # Cancelled by shutdown (or by the engine): stop gracefully, but if this wait is
+            # itself interrupted, kill what is left before giving up.
+            try:
+                await self._stop_groups(self._shutdown_grace())
+            finally:
+                for group in self._groups:
+                    group.kill_now()
+
+    def _shutdown_grace(self) -> float:
+        return min(self.config.stop_grace_ms / 1000, _SHUTDOWN_GRACE_CAP)
 
     # ------------------------------------------------------------------ watching
 
@@ -286,7 +295,7 @@ class ExecModule(Module):
                 matched = [m for _, path in changes if (m := self.matches(path)) is not None]
                 if matched:
                     self._note_change(sorted(set(matched)))
-        except Exception as exc:  # noqa: BLE001 - the pipeline keeps running without the watch
+        except Exception as exc:
             log.error(
                 "watching %s failed: %s; file changes no longer restart the exec pipeline",
                 ", ".join(roots),

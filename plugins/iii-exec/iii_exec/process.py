@@ -15,10 +15,11 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import IO, TextIO
 
 log = logging.getLogger("iii.exec")
 
@@ -60,7 +61,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 class ProcessGroup:
     """A running command (``sh -c``) and the tasks relaying its output."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, command: str, label: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], command: str, label: str) -> None:
         self.proc = proc
         self.command = command
         self.label = label
@@ -69,7 +70,7 @@ class ProcessGroup:
         self._relays: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def start(
+    def start(
         cls,
         command: str,
         *,
@@ -78,16 +79,18 @@ class ProcessGroup:
         env: Mapping[str, str],
         max_line_bytes: int,
     ) -> ProcessGroup:
-        """Start ``command`` through ``sh -c`` in a new session; raises ``OSError``."""
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
+        """Start ``command`` through ``sh -c`` in a new session; raises ``OSError``.
+
+        ``subprocess.Popen`` rather than ``asyncio.create_subprocess_exec``: the fork is
+        synchronous, so no cancellation can land half-way (asyncio's transport then kills only the
+        leader and waits for pipes that background grandchildren keep open)."""
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
             cwd=cwd,
             env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         group = cls(proc, command, label)
@@ -100,11 +103,15 @@ class ProcessGroup:
 
     @property
     def returncode(self) -> int | None:
-        return self.proc.returncode
+        return self.proc.poll()
 
     async def wait(self) -> int:
-        """Wait for the command (the group leader) to exit and its output to be relayed."""
-        code = await self.proc.wait()
+        """Wait for the command (the group leader) to exit and its output to be relayed.
+
+        Polled (``waitpid`` with ``WNOHANG``): cheap, and independent of the pipes, which a
+        background grandchild may keep open for ever."""
+        while (code := self.proc.poll()) is None:
+            await asyncio.sleep(_POLL)
         await self._drain(1.0)
         return code
 
@@ -132,8 +139,9 @@ class ProcessGroup:
             deadline = time.monotonic() + 5.0
             while self.alive() and time.monotonic() < deadline:
                 await asyncio.sleep(_POLL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 2.0)
+            deadline = time.monotonic() + 2.0
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(_POLL)
         finally:
             self.kill_now()
             await self._drain(0.5)
@@ -154,11 +162,15 @@ class ProcessGroup:
         self._relays = [t for t in self._relays if not t.done()]
 
 
-async def _relay(stream: asyncio.StreamReader, label: str, which: str, max_line: int) -> None:
-    """Copy ``stream`` to the engine's stdout or stderr line by line with a ``[label]`` prefix.
+async def _relay(pipe: IO[bytes], label: str, which: str, max_line: int) -> None:
+    """Copy ``pipe`` to the engine's stdout or stderr line by line with a ``[label]`` prefix.
 
     Lines longer than ``max_line`` bytes are split, so the buffer stays bounded."""
     buffer = b""
+    stream = asyncio.StreamReader(limit=max_line)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(stream), pipe
+    )
     try:
         while True:
             chunk = await stream.read(max_line)
@@ -175,6 +187,8 @@ async def _relay(stream: asyncio.StreamReader, label: str, which: str, max_line:
             _write(which, label, [buffer])
     except (OSError, ValueError) as exc:
         log.debug("[%s] %s relay ended: %s", label, which, exc)
+    finally:
+        transport.close()
 
 
 def _write(which: str, label: str, lines: list[bytes]) -> None:

@@ -33,7 +33,7 @@ def live_in_group(pgid: int) -> list[str]:
     ).stdout
     found = []
     for row in out.splitlines():
-        pid, group, stat, *_ = row.split(None, 3)
+        _pid, group, stat, *_ = row.split(None, 3)
         if int(group) == pgid and not stat.startswith("Z"):
             found.append(row.strip())
     return found

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from pathlib import Path
 
 import pytest
 from exec_helpers import exec_config, exec_module, lines, live_in_group, pid_alive, write
@@ -16,13 +16,16 @@ from iii_core.testing import wait_until
 async def test_commands_run_in_order_and_output_is_prefixed(engine_factory, tmp_path, capfd):
     log = tmp_path / "log"
     config = exec_config(
-        exec=["echo one >> log", "echo two >> log; echo to-stderr >&2", "echo three >> log; exec sleep 60"],
+        exec=[
+            "echo one >> log",
+            "echo two >> log; echo to-stderr >&2",
+            "echo three >> log; exec sleep 60",
+        ],
         cwd=str(tmp_path),
     )
     async with engine_factory(config) as engine:
         await wait_until(lambda: lines(log) == ["one", "two", "three"], 15, "the three steps")
-        module = exec_module(engine)
-        assert module.starts == 1
+        await wait_until(lambda: exec_module(engine).starts == 1, 5, "the start to be counted")
         out, err = capfd.readouterr()
         assert "[echo one >> log] " not in out  # the step printed nothing to stdout
         assert "[echo two >> log; echo to-stderr >&2] to-stderr" in err
@@ -51,7 +54,7 @@ async def test_failing_step_stops_the_pipeline(engine_factory, tmp_path, caplog)
         await wait_until(
             lambda: "step 2/3 `exit 3` exited with code 3" in caplog.text, 15, "the failure log"
         )
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         assert lines(log) == ["one"]
         assert exec_module(engine).starts == 0
 
@@ -115,7 +118,7 @@ async def test_crash_is_restarted_with_backoff(engine_factory, tmp_path, caplog)
     async with engine_factory(config) as engine:
         await wait_until(lambda: len(lines(starts)) >= 5, 20, "five starts")
         times = [float(t) for t in lines(starts)[:5]]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         # 0.1, 0.2, 0.4, 0.8 s of delay (lower bounds only: the machine may be slow).
         for gap, delay in zip(gaps, [0.1, 0.2, 0.4, 0.8], strict=True):
             assert gap >= delay * 0.9, gaps

@@ -185,7 +185,9 @@ def resolve(cfg: OtelConfig, where: str) -> Settings:
         metrics_max_series=cfg.metrics_max_series,
         logs_enabled=cfg.logs_enabled,
         logs_exporter=_pick(
-            cfg.logs_exporter, env("OTEL_LOGS_EXPORTER", _choice("otlp", "memory", "both")), "memory"
+            cfg.logs_exporter,
+            env("OTEL_LOGS_EXPORTER", _choice("otlp", "memory", "both")),
+            "memory",
         ),
         logs_max_count=cfg.logs_max_count,
         logs_retention_seconds=cfg.logs_retention_seconds,

@@ -84,7 +84,7 @@ class OtlpForwarder:
     async def _send(self, signal: str, batch: list[Any]) -> None:
         try:
             body = await asyncio.to_thread(self._encode, signal, batch)
-        except Exception as exc:  # noqa: BLE001 - a malformed worker item must not stop export
+        except Exception as exc:
             self.failed_total[signal] += len(batch)
             self._warn(f"could not encode {len(batch)} {signal} item(s) for OTLP export: {exc}")
             return
@@ -97,7 +97,7 @@ class OtlpForwarder:
                 if resp.status >= 300:
                     raise RuntimeError(f"HTTP {resp.status}")
             self.exported_total[signal] += len(batch)
-        except Exception as exc:  # noqa: BLE001 - collector down: drop the batch, keep going
+        except Exception as exc:
             self.failed_total[signal] += len(batch)
             self._warn(f"OTLP export of {len(batch)} {signal} item(s) to {url} failed: {exc}")
 

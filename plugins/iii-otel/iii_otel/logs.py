@@ -74,8 +74,7 @@ class LogPipeline:
         unknown = set(config) - {"level"}
         if unknown:
             raise RegistrationError(
-                f"log trigger config: unknown key(s) {', '.join(sorted(unknown))} "
-                "(allowed: level)"
+                f"log trigger config: unknown key(s) {', '.join(sorted(unknown))} (allowed: level)"
             )
         level = str(config.get("level", "all")).lower()
         if level not in LEVELS:
@@ -91,7 +90,7 @@ class LogPipeline:
 
     def add(self, record: dict[str, Any], *, export: bool) -> None:
         """Store one record, fire matching ``log`` triggers, queue it for OTLP export."""
-        if self.sampling_ratio < 1.0 and random.random() >= self.sampling_ratio:  # noqa: S311
+        if self.sampling_ratio < 1.0 and random.random() >= self.sampling_ratio:
             return
         self.store.add(record)
         if export and self.forwarder is not None:
@@ -190,7 +189,7 @@ class EngineLogHandler(logging.Handler):
                 self._store(entry)
             else:
                 self.loop.call_soon_threadsafe(self._store, entry)
-        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+        except Exception:
             self.handleError(record)
 
     def _store(self, entry: dict[str, Any]) -> None:

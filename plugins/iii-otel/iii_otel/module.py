@@ -70,7 +70,7 @@ class OtelModule(Module):
         self.stats = InvocationStats(s.metrics_max_series)
         self.spans = SpanStore(s.memory_max_spans) if s.spans_in_memory else None
         self.metrics = (
-            RecordStore(s.metrics_max_count, s.metrics_retention_seconds, "timestamp_unix_nano")
+            RecordStore(s.metrics_max_count, s.metrics_retention_seconds, "received_unix_nano")
             if s.metrics_enabled
             else None
         )
@@ -88,7 +88,9 @@ class OtelModule(Module):
         if s.logs_enabled:
             self.logs = LogPipeline(
                 engine,
-                RecordStore(s.logs_max_count, s.logs_retention_seconds, "timestamp_unix_nano"),
+                RecordStore(
+                    s.logs_max_count, s.logs_retention_seconds, "observed_timestamp_unix_nano"
+                ),
                 resource=self.resource,
                 service_name=s.service_name,
                 sampling_ratio=s.logs_sampling_ratio,
@@ -99,7 +101,7 @@ class OtelModule(Module):
             raise ConfigError(f"{WHERE}: level must be a log level name, got {s.level!r}")
         self.provider: TracerProvider | None = None
         self.engine_tracer: Tracer | None = None
-        self.observer: OtelObserver | None = None
+        self.observer = OtelObserver(self)
         self.metrics_port: int | None = None
         self._prometheus: PrometheusServer | None = None
         self._log_handler: EngineLogHandler | None = None
@@ -107,6 +109,9 @@ class OtelModule(Module):
 
     async def initialize(self) -> None:
         s = self.settings
+        # Bind first: a taken port aborts start-up before anything global is installed.
+        if s.prometheus_enabled:
+            await self._start_prometheus()
         self._apply_logging()
         if s.enabled:
             self.provider = TracerProvider(
@@ -118,7 +123,7 @@ class OtelModule(Module):
             )
             self.engine_tracer = self.provider.get_tracer("iii.engine")
             global_provider.install(self.provider)
-        self.observer = OtelObserver(self)
+        self.observer.attach(self.engine_tracer, len(self.engine.functions))
         self.engine.add_observer(self.observer)
         OtelFunctions(self).register()
         if self.logs is not None:
@@ -129,8 +134,6 @@ class OtelModule(Module):
             logging.getLogger("iii").addHandler(self._log_handler)
         if self.forwarder is not None:
             self._export_task = asyncio.create_task(self.forwarder.run(), name="otlp export")
-        if s.prometheus_enabled:
-            await self._start_prometheus()
 
     def _apply_logging(self) -> None:
         """``level`` / ``format`` set the engine console, as in the reference (§6.4)."""
@@ -157,9 +160,7 @@ class OtelModule(Module):
             log.warning("%s; set prometheus_port in the OtelModule config", message)
             return
         self._prometheus = server
-        log.info(
-            "Prometheus metrics on http://%s:%d/metrics", s.prometheus_host, self.metrics_port
-        )
+        log.info("Prometheus metrics on http://%s:%d/metrics", s.prometheus_host, self.metrics_port)
 
     def store_gauges(self) -> dict[str, int]:
         """Sizes of this module's bounded stores (exported as ``iii_otel_*`` gauges)."""

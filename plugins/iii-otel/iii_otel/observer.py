@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 
 from iii_core import EngineObserver
 from iii_otel.otlp import logs_from_request, metric_points, spans_from_request
@@ -64,16 +71,22 @@ def parent_context(traceparent: str | None) -> Context | None:
 class OtelObserver(EngineObserver):
     def __init__(self, module: OtelModule) -> None:
         self.module = module
-        self.tracer = module.engine_tracer
+        self.tracer: Tracer | None = None
         self.trace_internal = module.settings.trace_engine_functions
         self.stats = module.stats
         self.spawns_total = 0
         self.deaths_total = 0
-        self.functions_registered_total = len(module.engine.functions)
+        self.functions_registered_total = 0
         self.frames_total: dict[str, int] = {"OTLP": 0, "MTRC": 0, "LOGS": 0}
         self.frames_rejected_total = 0
         self._last_warning = 0.0
         self._decoder = msgspec.json.Decoder()
+
+    def attach(self, tracer: Tracer | None, functions_registered: int) -> None:
+        """Called when the module starts: the engine's tracer (None: tracing off) and the
+        functions registered before the observer was attached."""
+        self.tracer = tracer
+        self.functions_registered_total = functions_registered
 
     # ------------------------------------------------------------------ invocations (hot path)
 
@@ -162,9 +175,11 @@ class OtelObserver(EngineObserver):
         if not module.settings.metrics_enabled:
             return
         points = metric_points(doc)
-        now_ms = int(time.time() * 1000)
+        now_ns = time.time_ns()
+        now_ms = now_ns // 1_000_000
         updated: dict[str, dict[str, Any]] = {}
         for point in points:
+            point["received_unix_nano"] = now_ns
             if module.metrics is not None:
                 module.metrics.add(point)
             field = WORKER_METRICS.get(point["name"])

@@ -8,6 +8,7 @@ break ingestion for the others.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -38,7 +39,9 @@ def any_value(value: Any) -> Any:
         except (TypeError, ValueError):
             return value["intValue"]
     if "arrayValue" in value:
-        values = value["arrayValue"].get("values") if isinstance(value["arrayValue"], dict) else None
+        values = (
+            value["arrayValue"].get("values") if isinstance(value["arrayValue"], dict) else None
+        )
         return [any_value(v) for v in values or []]
     if "kvlistValue" in value:
         kv = value["kvlistValue"]
@@ -269,7 +272,7 @@ def resource_logs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def logs_from_request(payload: Any) -> list[dict[str, Any]]:
-    """Stored log records (the ``log`` trigger's payload shape) of an ``ExportLogsServiceRequest``."""
+    """Stored log records (the ``log`` trigger's payload) of an ``ExportLogsServiceRequest``."""
     out: list[dict[str, Any]] = []
     for rl in _list(payload, "resourceLogs"):
         resource = attributes(_get(rl, "resource", "attributes"))
@@ -278,7 +281,7 @@ def logs_from_request(payload: Any) -> list[dict[str, Any]]:
             scope = sl.get("scope") if isinstance(sl.get("scope"), dict) else {}
             for rec in _list(sl, "logRecords"):
                 ts = nanos(rec.get("timeUnixNano"))
-                observed = nanos(rec.get("observedTimeUnixNano")) or ts
+                observed = nanos(rec.get("observedTimeUnixNano")) or ts or time.time_ns()
                 number = rec.get("severityNumber", 0)
                 if isinstance(number, str):
                     number = _SEVERITY_NAMES.get(number.removeprefix("SEVERITY_NUMBER_"), 0)
@@ -426,4 +429,3 @@ def to_protobuf(signal: str, items: list[dict[str, Any]]) -> bytes:
         {key: _ids_to_base64(items)}, Request(), ignore_unknown_fields=True
     )
     return bytes(message.SerializeToString())
-

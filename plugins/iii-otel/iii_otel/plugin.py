@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from iii_core import ModuleSpec, hookimpl
-
 from iii_otel.module import OtelModule
 
 

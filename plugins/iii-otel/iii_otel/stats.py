@@ -3,8 +3,8 @@
 Prometheus text and ``engine::metrics::list`` are computed from these at read time, so an
 invocation costs a dict lookup, two additions and a ``bisect``; no lock, no client library call.
 The number of ``(function_id, status)`` series is capped (``metrics_max_series``): beyond it new
-function ids are counted under ``function_id="_other"`` so that workers registering random ids
-cannot grow memory without bound.
+function ids are counted under ``function_id="_other"`` (two more series, ok and
+error) so that workers registering random ids cannot grow memory without bound.
 """
 
 from __future__ import annotations

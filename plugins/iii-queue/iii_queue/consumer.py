@@ -68,6 +68,7 @@ class Consumer:
         self._stopped = True
         if self._loop_task is not None:
             self._loop_task.cancel()
+        self._stop_heartbeat_when_idle()
         self.wake.set()
         self._slot.set()
 
@@ -117,7 +118,7 @@ class Consumer:
     async def _heartbeat(self) -> None:
         """Extend the leases of the jobs in flight every third of the visibility timeout."""
         period = self.settings.visibility_timeout_ms / 3000
-        while not (self._stopped and not self.inflight):
+        while True:
             await asyncio.sleep(period)
             if not self.inflight:
                 continue
@@ -139,6 +140,11 @@ class Consumer:
         finally:
             self.inflight.pop(job.id, None)
             self._slot.set()
+            self._stop_heartbeat_when_idle()
+
+    def _stop_heartbeat_when_idle(self) -> None:
+        if self._stopped and not self.inflight and self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
 
     async def _run(self, job: Job) -> None:
         function_id = self.function_id or job.function_id

@@ -38,15 +38,16 @@ class QueueModule(Module):
     def __init__(self, engine: Engine, config: dict[str, Any] | None) -> None:
         super().__init__(engine, config)
         self.config = structure(QueueModuleConfig, config, WHERE)
-        raw_defaults = (config or {}).get("defaults") or {}
-        self.defaults = self.config.defaults
+        raw_defaults = self.config.defaults
+        self.defaults = structure(QueueSettings, raw_defaults, f"{WHERE}: defaults").check(
+            f"{WHERE}: defaults"
+        )
         self.queue_settings: dict[str, QueueSettings] = {}
-        for name, raw in ((config or {}).get("queues") or {}).items():
-            if not isinstance(raw, dict):
-                raise ConfigError(f"{WHERE}: queues.{name} must be a mapping, got {raw!r}")
+        for name, raw in self.config.queues.items():
+            where = f"{WHERE}: queues.{name}"
             self.queue_settings[name] = structure(
-                QueueSettings, {**raw_defaults, **raw}, f"{WHERE}: queues.{name}"
-            )
+                QueueSettings, {**raw_defaults, **raw}, where
+            ).check(where)
         if self.config.poll_interval_ms < 1:
             raise ConfigError(f"{WHERE}: poll_interval_ms must be >= 1")
         self.adapter: QueueAdapter = engine.plugins.create_adapter(

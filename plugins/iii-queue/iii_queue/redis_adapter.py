@@ -156,6 +156,8 @@ class RedisQueueConfig:
 
     redis_url: str = "redis://localhost:6379"
     connect_timeout_ms: int = 5000
+    max_connections: int = 32
+    """Connections in the pool; callers wait for a free one instead of opening more."""
 
 
 class _Keys:
@@ -202,10 +204,14 @@ class RedisQueueAdapter:
 
     async def connect(self) -> None:
         timeout = self.config.connect_timeout_ms / 1000
-        client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.config.redis_url,
+            max_connections=self.config.max_connections,
+            timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        )
+        client = aioredis.Redis(
+            connection_pool=pool, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
         )
         try:
             await client.ping()

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import attrs
 
+from iii_core import ConfigError
+
 log = logging.getLogger("iii.queue")
 
 
@@ -39,14 +41,22 @@ class QueueSettings:
     delay_ms: int = 0
     timeout_ms: int | None = None
 
-    def __attrs_post_init__(self) -> None:
-        for name in ("max_retries", "backoff_ms", "max_backoff_ms", "delay_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+    def check(self, where: str) -> QueueSettings:
+        """Raise a :class:`ConfigError` naming ``where`` and the key for an out-of-range value."""
+        problems = [
+            f"{name} must be >= 0, got {getattr(self, name)}"
+            for name in ("max_retries", "backoff_ms", "max_backoff_ms", "delay_ms")
+            if getattr(self, name) < 0
+        ]
         if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+            problems.append(f"concurrency must be >= 1, got {self.concurrency}")
         if self.visibility_timeout_ms < 100:
-            raise ValueError("visibility_timeout_ms must be >= 100")
+            problems.append(
+                f"visibility_timeout_ms must be >= 100, got {self.visibility_timeout_ms}"
+            )
+        if problems:
+            raise ConfigError(f"{where}: {'; '.join(problems)}")
+        return self
 
     def backoff(self, attempts: int) -> int:
         """Delay before the retry that follows failed attempt number ``attempts`` (1-based)."""
@@ -67,8 +77,8 @@ class QueueModuleConfig:
     """
 
     adapter: dict[str, Any] | None = None
-    defaults: QueueSettings = attrs.field(factory=QueueSettings)
-    queues: dict[str, QueueSettings] = attrs.field(factory=dict)
+    defaults: dict[str, Any] = attrs.field(factory=dict)
+    queues: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     poll_interval_ms: int = 100
     max_named_queues: int = 1000
 

@@ -118,7 +118,13 @@ class HttpHandler:
             self.inflight -= 1
 
     async def _serve(
-        self, route: Route, parts: list[str], method: str, scope: Scope, receive: Receive, send: Send
+        self,
+        route: Route,
+        parts: list[str],
+        method: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         headers = req.headers_of(scope["headers"])
         length = headers.get("content-length", "")
@@ -141,28 +147,64 @@ class HttpHandler:
             req.path_params_of(route, parts),
             body,
         )
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            # No SDK installed (the otel module is not loaded): spans would be no-ops, so skip
+            # their cost and forward the client's own trace context, if any.
+            await self._traced(
+                route,
+                method,
+                headers,
+                data,
+                json_request,
+                headers.get("traceparent"),
+                receive,
+                send,
+            )
+            return
         parent = propagate.extract(headers) if "traceparent" in headers else None
         with tracer.start_as_current_span(
             f"{method} {route.api_path_as_given}", context=parent, kind=trace.SpanKind.SERVER
         ) as span:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            traceparent = carrier.get("traceparent")
-            if condition_function(route.trigger.config) is not None:
-                try:
-                    allowed = await condition_allows(
-                        self.engine, route.trigger.config, data, traceparent=traceparent
-                    )
-                except Exception as exc:  # noqa: BLE001 - a condition error is a 500
-                    await self._error(send, route, method, headers, exc, "condition")
-                    return
-                if not allowed:
-                    await _respond(send, 422, _CONDITION_FAILED, JSON_HEADERS)
-                    return
-            status = await self._invoke(
-                route, method, headers, data, json_request, traceparent, receive, send
+            status = await self._traced(
+                route,
+                method,
+                headers,
+                data,
+                json_request,
+                carrier.get("traceparent"),
+                receive,
+                send,
             )
             span.set_attribute("http.response.status_code", status)
+
+    async def _traced(
+        self,
+        route: Route,
+        method: str,
+        headers: dict[str, str],
+        data: dict[str, Any],
+        json_request: bool,
+        traceparent: str | None,
+        receive: Receive,
+        send: Send,
+    ) -> int:
+        """Condition, then the function; returns the response status."""
+        if condition_function(route.trigger.config) is not None:
+            try:
+                allowed = await condition_allows(
+                    self.engine, route.trigger.config, data, traceparent=traceparent
+                )
+            except Exception as exc:
+                await self._error(send, route, method, headers, exc, "condition")
+                return 500
+            if not allowed:
+                await _respond(send, 422, _CONDITION_FAILED, JSON_HEADERS)
+                return 422
+        return await self._invoke(
+            route, method, headers, data, json_request, traceparent, receive, send
+        )
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -313,7 +355,9 @@ class HttpHandler:
         """Send the streamed response; stop when the writer closes or the client goes away."""
 
         async def forward() -> None:
-            await send({"type": "http.response.start", "status": head.status, "headers": head.headers})
+            await send(
+                {"type": "http.response.start", "status": head.status, "headers": head.headers}
+            )
             if first:
                 await send({"type": "http.response.body", "body": first, "more_body": True})
             if first is not None:

@@ -73,10 +73,10 @@ def direct(value: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     headers = JSON_HEADERS
     if isinstance(value, dict):
         code = value.get("status_code")
-        if isinstance(code, int) and not isinstance(code, bool) and code >= 0:
-            code &= 0xFFFF  # the reference casts to 16 bits, then accepts 100-999
-            if 100 <= code <= 999:
-                status = code
+        # The reference accepts 100-999; uvicorn can only send the registered 1xx-5xx codes,
+        # so 600-999 fall back to 200 here as out-of-range codes do there.
+        if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+            status = code
         if "body" in value:
             body = value["body"]
         if "headers" in value:

@@ -37,9 +37,7 @@ class Route:
         # The input's ``path`` is the api_path as registered (the reference's quirk).
         self.api_path_as_given = api_path
         self.params = [
-            (i, seg[1:])
-            for i, seg in enumerate(_segments(self.api_path))
-            if seg.startswith(":")
+            (i, seg[1:]) for i, seg in enumerate(_segments(self.api_path)) if seg.startswith(":")
         ]
 
 

@@ -65,7 +65,7 @@ class UvicornServer:
 
     async def start(self) -> None:
         # ``_serve`` is ``serve`` without uvicorn's signal capture (the engine owns signals).
-        self._task = asyncio.ensure_future(self._server._serve(sockets=[self._sock]))  # noqa: SLF001
+        self._task = asyncio.ensure_future(self._server._serve(sockets=[self._sock]))
         self._task.set_name("iii-rest uvicorn")
         while not self._server.started:
             if self._task.done():
@@ -80,7 +80,7 @@ class UvicornServer:
                 await asyncio.wait_for(self._task, 5)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("uvicorn stopped with an error: %s", exc)
         self._sock.close()
 
@@ -126,7 +126,7 @@ class HypercornServer:
                 self._task.cancel()
                 with contextlib.suppress(BaseException):
                     await self._task
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("hypercorn stopped with an error: %s", exc)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import os
 from collections.abc import Callable
 
 import httpx
@@ -11,6 +13,14 @@ from iii_rest_testutil import rest_engine
 
 from iii_core import Engine
 
+# These tests exercise iii-rest with iii-core only: other installed plugins (some may be
+# half-installed while the monorepo is being built) must not change what the engine loads.
+os.environ["III_DISABLE_PLUGINS"] = ",".join(
+    ep.name
+    for ep in importlib.metadata.entry_points(group="iii")
+    if ep.name not in ("core", "rest")
+)
+
 
 @pytest.fixture(params=["uvicorn", "hypercorn"])
 def server(request: pytest.FixtureRequest) -> str:
@@ -18,5 +28,7 @@ def server(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def rest() -> Callable[..., contextlib.AbstractAsyncContextManager[tuple[Engine, httpx.AsyncClient]]]:
+def rest() -> Callable[
+    ..., contextlib.AbstractAsyncContextManager[tuple[Engine, httpx.AsyncClient]]
+]:
     return rest_engine

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, WatchError
 
 from iii_core import structure
@@ -45,19 +45,22 @@ class RedisAdapterConfig:
     """``redis_url``: the server; ``key_prefix``: prefix of the per-scope hashes;
     ``connect_timeout_ms``: start-up fails if Redis does not answer within it;
     ``max_update_retries``: ``WATCH`` conflicts tolerated per update before it fails;
-    ``max_value_bytes``: the largest JSON value accepted."""
+    ``max_value_bytes``: the largest JSON value accepted; ``max_connections``: size of the
+    connection pool (calls beyond it wait for a free connection)."""
 
     redis_url: str = "redis://localhost:6379"
     key_prefix: str = "state:"
     connect_timeout_ms: int = 5000
     max_update_retries: int = 1000
     max_value_bytes: int = 16 * MIB
+    max_connections: int = 32
 
 
 def redis_config(config: Any, where: str) -> RedisAdapterConfig:
     parsed = structure(RedisAdapterConfig, config, where)
-    if parsed.connect_timeout_ms < 1 or parsed.max_update_retries < 1:
-        raise ConfigError(f"{where}: 'connect_timeout_ms' and 'max_update_retries' must be >= 1")
+    for name in ("connect_timeout_ms", "max_update_retries", "max_connections", "max_value_bytes"):
+        if getattr(parsed, name) < 1:
+            raise ConfigError(f"{where}: key {name!r} must be at least 1")
     return parsed
 
 
@@ -97,11 +100,18 @@ class RedisStateAdapter:
         self._delete: Any = None
 
     async def open(self) -> None:
-        redis = Redis.from_url(self.config.redis_url, decode_responses=True)
+        pool = BlockingConnectionPool.from_url(
+            self.config.redis_url,
+            decode_responses=True,
+            max_connections=self.config.max_connections,
+            timeout=None,
+        )
+        redis = Redis(connection_pool=pool)
         try:
             await asyncio.wait_for(redis.ping(), self.config.connect_timeout_ms / 1000)
         except (TimeoutError, RedisError, OSError) as exc:
             await redis.aclose()
+            await pool.aclose()
             raise StoreError(
                 f"cannot connect to Redis at {self.config.redis_url} within "
                 f"{self.config.connect_timeout_ms} ms: {exc or type(exc).__name__}"
@@ -113,6 +123,7 @@ class RedisStateAdapter:
     async def close(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+            await self.redis.connection_pool.aclose()
             self.redis = None
 
     def _client(self) -> Redis:

@@ -12,6 +12,7 @@ counted (:attr:`StateTriggers.events_dropped`), so a slow handler cannot grow me
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -134,13 +135,14 @@ class StateTriggers:
     ) -> bool:
         if config.condition_function_id is not None:
             try:
-                allowed = await condition_allows(
-                    self.engine, trigger.config, event, traceparent=traceparent
+                allowed = await asyncio.wait_for(
+                    condition_allows(self.engine, trigger.config, event, traceparent=traceparent),
+                    self.handler_timeout,
                 )
             except Exception as exc:
                 self.condition_errors += 1
                 log.error(
-                    "state trigger %s: condition %s failed, handler %s skipped: %s",
+                    "state trigger %s: condition %s failed, handler %s skipped: %r",
                     trigger.id,
                     config.condition_function_id,
                     trigger.function_id,
@@ -156,7 +158,7 @@ class StateTriggers:
         except Exception as exc:
             self.handler_errors += 1
             log.error(
-                "state trigger %s: handler %s failed: %s", trigger.id, trigger.function_id, exc
+                "state trigger %s: handler %s failed: %r", trigger.id, trigger.function_id, exc
             )
             return False
         return True

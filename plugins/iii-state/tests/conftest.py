@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from iii_core import Engine
-from iii_state import StateModule
 
 ADAPTERS = ["sqlite", "redis"]
 
@@ -46,7 +45,3 @@ def state_engine(
             yield engine
 
     return start
-
-
-def state_module(engine: Engine) -> StateModule:
-    return next(m for m in engine.modules if isinstance(m, StateModule))

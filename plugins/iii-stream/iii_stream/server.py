@@ -76,11 +76,11 @@ class StreamServer:
         self.app = app
 
     async def start(self) -> int:
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        self._site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, shutdown_timeout=1.0
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0
         )
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await self._site.start()
         server = self._site._server  # aiohttp does not expose the bound port
         assert server is not None

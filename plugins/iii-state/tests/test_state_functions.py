@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from iii_state import StateModule
 
 from iii_core.testing import RawWorker, raw_worker
 
@@ -75,8 +76,12 @@ async def test_list_keeps_insertion_order_on_sqlite(engine_factory: Any) -> None
         "modules": [
             {
                 "class": "modules::state::StateModule",
-                "config": {"adapter": {"class": "modules::state::adapters::KvStore",
-                                       "config": {"path": ":memory:"}}},
+                "config": {
+                    "adapter": {
+                        "class": "modules::state::adapters::KvStore",
+                        "config": {"path": ":memory:"},
+                    }
+                },
             }
         ]
     }
@@ -127,9 +132,8 @@ async def test_store_failures_map_to_reference_error_codes(state_engine: Any) ->
     async with state_engine() as engine, raw_worker(engine) as w:
         await w.call("state::set", {"scope": "s", "key": "k", "value": 1})
         # Close the adapter under the module: every function now fails with its own code.
-        from tests.conftest import state_module
-
-        await state_module(engine).store.close()
+        module = next(m for m in engine.modules if isinstance(m, StateModule))
+        await module.store.close()
         cases = [
             ("state::set", {"scope": "s", "key": "k", "value": 1}, "SET_ERROR"),
             ("state::get", {"scope": "s", "key": "k"}, "GET_ERROR"),
@@ -146,8 +150,10 @@ async def test_store_failures_map_to_reference_error_codes(state_engine: Any) ->
 
 
 async def test_value_too_large_is_a_set_error(engine_factory: Any, adapter_config: Any) -> None:
-    adapter = {"class": adapter_config["class"],
-               "config": {**adapter_config["config"], "max_value_bytes": 100}}
+    adapter = {
+        "class": adapter_config["class"],
+        "config": {**adapter_config["config"], "max_value_bytes": 100},
+    }
     config = {"modules": [{"class": "modules::state::StateModule", "config": {"adapter": adapter}}]}
     async with engine_factory(config) as engine, raw_worker(engine) as w:
         error = await call_error(w, "state::set", {"scope": "s", "key": "k", "value": "x" * 200})

@@ -1,0 +1,1 @@
+"""An example third-party iii module distribution (see docs/writing-a-module.md)."""

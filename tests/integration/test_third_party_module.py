@@ -1,0 +1,92 @@
+"""A third-party module distribution, installed into a fresh venv and loaded from a config file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from iii_core.testing import connect_when_ready, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def greeter_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv that sees this environment's packages plus the example distribution."""
+    root = tmp_path_factory.mktemp("greeter-venv")
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(root)
+    python = root / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         str(ROOT / "examples" / "iii-example-greeter")],
+        check=True,
+    )
+    return root
+
+
+def test_listed_by_iii_modules(greeter_venv: Path) -> None:
+    out = subprocess.run(
+        [str(greeter_venv / "bin" / "python"), "-m", "iii_core.cli", "modules"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "modules::greeter::GreeterModule" in out
+    assert "iii-example-greeter" in out
+
+
+async def test_loaded_from_config_and_called(greeter_venv: Path, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "modules:\n  - class: modules::greeter::GreeterModule\n"
+        "    config:\n      greeting: ${III_TEST_GREETING:Hello}\n"
+    )
+    env = dict(os.environ, III_TEST_GREETING="Bonjour")
+    proc = subprocess.Popen(
+        [str(greeter_venv / "bin" / "python"), "-m", "iii_core.cli", "--config", str(config),
+         "--port", str(port)],
+        env=env,
+    )
+    try:
+        worker = await connect_when_ready(f"ws://127.0.0.1:{port}/")
+        assert await worker.call("greeter::hello", {"name": "Ada"}) == {
+            "message": "Bonjour, Ada!"
+        }
+        bad = await worker.call_raw("greeter::hello", {"name": ""})
+        assert bad["error"]["code"] == "invalid_input"
+        await worker.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+def test_bad_module_config_fails_start_with_the_key(greeter_venv: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "modules:\n  - class: modules::greeter::GreeterModule\n    config: {greting: Hi}\n"
+    )
+    out = subprocess.run(
+        [str(greeter_venv / "bin" / "python"), "-m", "iii_core.cli", "--config", str(config),
+         "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "greting" in out.stderr
+
+
+def test_unknown_class_lists_installed_ones(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("modules:\n  - class: modules::nope::NopeModule\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "iii_core.cli", "--config", str(config), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 2
+    assert "unknown module class 'modules::nope::NopeModule'" in out.stderr
+    assert "modules::worker::WorkerModule" in out.stderr
