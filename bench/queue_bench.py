@@ -102,7 +102,8 @@ async def main() -> None:
         ceiling = await ceiling_run(url, args.messages, args.window)
         rows.append(("bare redis-py LPUSH/BRPOP (ceiling)", ceiling))
     print(
-        f"\n{args.messages} messages, {args.window} enqueues in flight, concurrency {args.concurrency}"
+        f"\n{args.messages} messages, {args.window} enqueues in flight, "
+        f"concurrency {args.concurrency}"
     )
     print(f"{'run':40} {'msg/s':>10} {'of ceiling':>11}")
     for name, rate in rows:

@@ -34,8 +34,12 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
         parsed = orjson.loads(data)
         kind = parsed.get("type")
         if kind == "invokefunction":
-            callers[parsed["invocation_id"]] = ws
-            await owners[parsed["function_id"]].send_frame(data, WSMsgType.TEXT)
+            owner = owners.get(parsed["function_id"])
+            invocation_id = parsed.get("invocation_id")
+            if owner is None or invocation_id is None:
+                continue  # e.g. the SDKs' fire-and-forget engine::workers::register
+            callers[invocation_id] = ws
+            await owner.send_frame(data, WSMsgType.TEXT)
         elif kind == "invocationresult":
             caller = callers.pop(parsed["invocation_id"], None)
             if caller is not None:

@@ -395,6 +395,7 @@ class Engine:
         for type_id in list(worker.trigger_type_ids):
             await self.unregister_trigger_type(type_id, worker=worker)
         self.channels.remove_owned_by(worker.id)
+        self.services.forget_worker(worker.id)
         self.workers.remove(worker.id)
         if not worker.telemetry_only:
             log.info("Worker %s disconnected", worker.id)

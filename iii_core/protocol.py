@@ -193,16 +193,24 @@ decode_json = msgspec.json.decode
 def decode_message(frame: bytes | str) -> Message:
     """Decode one frame into a message; raise ``ProtocolError`` or ``UnknownMessageType``."""
     try:
+        if not isinstance(frame, str) and not frame.isascii():
+            # Raw payloads are forwarded without being decoded: check their UTF-8 here, or a
+            # caller could make the engine send a text frame that closes the target's socket.
+            frame.decode()
         return _decoder.decode(frame)
     except msgspec.DecodeError as exc:
         _raise_precise(frame, exc)
         raise AssertionError("unreachable") from exc
+    except UnicodeError as exc:  # invalid UTF-8 bytes, or a str holding lone surrogates
+        raise ProtocolError(f"not valid UTF-8 text: {exc.reason} at {exc.start}") from None
+    except RecursionError:  # msgspec skips unknown deep values recursively
+        raise ProtocolError("JSON nested too deeply") from None
 
 
 def _raise_precise(frame: bytes | str, exc: msgspec.DecodeError) -> None:
     try:
         head = _type_decoder.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise ProtocolError(f"not a JSON object: {exc}") from None
     if not isinstance(head.type, str):
         raise ProtocolError("missing or non-string 'type' field") from None

@@ -411,6 +411,11 @@ class ServiceRegistry:
     def declare(self, service_id: str, record: dict[str, Any]) -> None:
         self.declared[service_id] = record
 
+    def forget_worker(self, worker_id: str) -> None:
+        """Drop the services a disconnected worker declared (else they would pile up)."""
+        for service_id in [k for k, v in self.declared.items() if v.get("worker_id") == worker_id]:
+            del self.declared[service_id]
+
     def services(self) -> dict[str, list[str]]:
         return {name: sorted(fns) for name, fns in self._derived.items()}
 

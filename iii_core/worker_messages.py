@@ -250,21 +250,28 @@ class _Salvage(msgspec.Struct):
     function_id: Any = None
 
 
-def _salvage_invocation_id(frame: bytes | str) -> str | None:
+def _salvage_head(frame: bytes | str) -> _Salvage | None:
     try:
-        head = msgspec.json.decode(frame, type=_Salvage)
-    except msgspec.DecodeError:
+        return msgspec.json.decode(frame, type=_Salvage)
+    except (msgspec.DecodeError, RecursionError):
         return None
-    if head.type == "invokefunction" and isinstance(head.invocation_id, str):
+    except UnicodeError:
+        # Invalid UTF-8 (or lone surrogates): still answer the caller that sent an id.
+        if isinstance(frame, str):
+            frame = frame.encode("utf-8", "replace")
+        return _salvage_head(frame.decode("utf-8", "replace"))
+
+
+def _salvage_invocation_id(frame: bytes | str) -> str | None:
+    head = _salvage_head(frame)
+    if head is not None and head.type == "invokefunction" and isinstance(head.invocation_id, str):
         return head.invocation_id
     return None
 
 
 def _salvage_str(frame: bytes | str, key: str) -> str:
-    try:
-        value = getattr(msgspec.json.decode(frame, type=_Salvage), key)
-    except msgspec.DecodeError:
-        return ""
+    head = _salvage_head(frame)
+    value = getattr(head, key) if head is not None else None
     return value if isinstance(value, str) else ""
 
 

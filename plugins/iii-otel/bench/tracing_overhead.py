@@ -93,7 +93,8 @@ def main() -> None:
         for name, modules in VARIANTS.items():
             r = run(modules, args.seconds, args.connections, args.inflight)
             results[name].append(r["calls_per_s"])
-            print(f"{name:18s} {r['calls_per_s']:9.0f} calls/s  p50 {r['p50_us']:.0f} us", flush=True)
+            rate, p50 = r["calls_per_s"], r["p50_us"]
+            print(f"{name:18s} {rate:9.0f} calls/s  p50 {p50:.0f} us", flush=True)
     base = max(results["off"])
     print("\nbest of rounds, ratio to off:")
     for name, values in results.items():

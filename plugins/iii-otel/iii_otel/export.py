@@ -16,9 +16,9 @@ from collections import deque
 from typing import Any
 
 import aiohttp
-from opentelemetry.sdk.trace import ReadableSpan
 
-from iii_otel.otlp import resource_logs, resource_spans, span_record, to_protobuf
+from iii_otel.otlp import resource_logs, resource_spans, to_protobuf
+from iii_otel.stores import to_record
 
 log = logging.getLogger("iii.otel")
 
@@ -53,7 +53,7 @@ class OtlpForwarder:
     # ------------------------------------------------------------------ producers (any thread)
 
     def add(self, signal: str, item: Any) -> None:
-        """Queue one item: a ``ReadableSpan``, a stored log record (tagged ``("record", r)``),
+        """Queue one item: an engine span, a stored log record (tagged ``("record", r)``),
         or an OTLP/JSON ``resource*`` mapping received from a worker."""
         buf = self.buffers[signal]
         if len(buf) == self.queue_size:
@@ -104,7 +104,11 @@ class OtlpForwarder:
     def _encode(self, signal: str, batch: list[Any]) -> bytes:
         items: list[dict[str, Any]] = []
         if signal == "traces":
-            engine = [span_record(s) for s in batch if isinstance(s, ReadableSpan)]
+            engine = [
+                to_record(s, str(self.resource["service.name"]))
+                for s in batch
+                if not isinstance(s, dict)
+            ]
             if engine:
                 items.append(resource_spans(engine, self.resource))
             items.extend(s for s in batch if isinstance(s, dict))

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Tracer
 
 from iii_core import ConfigError, Module, structure
 from iii_core.logs import JsonFormatter
 from iii_otel import provider as global_provider
 from iii_otel.config import OtelConfig, resolve
+from iii_otel.engine_spans import EngineSpan, EngineSpanFactory
 from iii_otel.export import OtlpForwarder
 from iii_otel.functions import OtelFunctions
 from iii_otel.logs import EngineLogHandler, LogPipeline
@@ -45,7 +45,7 @@ class _StoreProcessor(SpanProcessor):
         self.store = store
         self.forwarder = forwarder
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def on_end(self, span: ReadableSpan) -> None:  # type: ignore[override]
         if self.store is not None:
             self.store.add(span)
         if self.forwarder is not None:
@@ -68,7 +68,7 @@ class OtelModule(Module):
         if s.deployment_environment:
             self.resource["deployment.environment"] = s.deployment_environment
         self.stats = InvocationStats(s.metrics_max_series)
-        self.spans = SpanStore(s.memory_max_spans) if s.spans_in_memory else None
+        self.spans = SpanStore(s.memory_max_spans, s.service_name) if s.spans_in_memory else None
         self.metrics = (
             RecordStore(s.metrics_max_count, s.metrics_retention_seconds, "received_unix_nano")
             if s.metrics_enabled
@@ -100,7 +100,6 @@ class OtelModule(Module):
         if s.level is not None and not isinstance(logging.getLevelName(s.level.upper()), int):
             raise ConfigError(f"{WHERE}: level must be a log level name, got {s.level!r}")
         self.provider: TracerProvider | None = None
-        self.engine_tracer: Tracer | None = None
         self.observer = OtelObserver(self)
         self.metrics_port: int | None = None
         self._prometheus: PrometheusServer | None = None
@@ -121,9 +120,10 @@ class OtelModule(Module):
             self.provider.add_span_processor(
                 _StoreProcessor(self.spans, self.forwarder if s.spans_to_otlp else None)
             )
-            self.engine_tracer = self.provider.get_tracer("iii.engine")
             global_provider.install(self.provider)
-        self.observer.attach(self.engine_tracer, len(self.engine.functions))
+        self.observer.attach(
+            EngineSpanFactory(s.sampling_ratio) if s.enabled else None, len(self.engine.functions)
+        )
         self.engine.add_observer(self.observer)
         OtelFunctions(self).register()
         if self.logs is not None:
@@ -161,6 +161,13 @@ class OtelModule(Module):
             return
         self._prometheus = server
         log.info("Prometheus metrics on http://%s:%d/metrics", s.prometheus_host, self.metrics_port)
+
+    def span_ended(self, span: EngineSpan) -> None:
+        """An engine invocation span ended (called by the observer, on the hot path)."""
+        if self.spans is not None:
+            self.spans.add(span)
+        if self.forwarder is not None and self.settings.spans_to_otlp:
+            self.forwarder.add("traces", span)
 
     def store_gauges(self) -> dict[str, int]:
         """Sizes of this module's bounded stores (exported as ``iii_otel_*`` gauges)."""

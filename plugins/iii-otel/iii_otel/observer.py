@@ -1,10 +1,10 @@
 """The engine observer: a span per invocation, invocation statistics, worker telemetry frames.
 
 Hot path (``invocation_started`` / ``invocation_finished``, called for every call while the
-module is loaded): parse the caller's W3C ``traceparent`` by slicing, start an SDK span as its
-child, and replace ``pending.traceparent`` with the new span's so that the worker's own spans
-become children of the engine's; at the end add the duration to plain counters and end the
-span.  No JSON, no logging, no locks.
+module is loaded): start an :class:`~iii_otel.engine_spans.EngineSpan` as the child of the
+caller's W3C ``traceparent`` and replace ``pending.traceparent`` with the new span's, so that the
+worker's own spans become children of the engine's; at the end add the duration to plain
+counters and hand the span to the store.  No JSON, no logging, no locks.
 """
 
 from __future__ import annotations
@@ -14,18 +14,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
-    Status,
-    StatusCode,
-    TraceFlags,
-    Tracer,
-)
 
 from iii_core import EngineObserver
+from iii_otel.engine_spans import EngineSpan, EngineSpanFactory
 from iii_otel.otlp import logs_from_request, metric_points, spans_from_request
 
 if TYPE_CHECKING:
@@ -52,26 +43,10 @@ WORKER_METRICS = {
 _WARN_EVERY_S = 30.0
 
 
-def parent_context(traceparent: str | None) -> Context | None:
-    """The OTel context of a W3C ``traceparent`` (None when absent or malformed)."""
-    if not traceparent or len(traceparent) < 55 or traceparent[2] != "-":
-        return None
-    try:
-        trace_id = int(traceparent[3:35], 16)
-        span_id = int(traceparent[36:52], 16)
-        flags = int(traceparent[53:55], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id:
-        return None
-    span = NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(flags)))
-    return trace.set_span_in_context(span, Context())
-
-
 class OtelObserver(EngineObserver):
     def __init__(self, module: OtelModule) -> None:
         self.module = module
-        self.tracer: Tracer | None = None
+        self.spans: EngineSpanFactory | None = None
         self.trace_internal = module.settings.trace_engine_functions
         self.stats = module.stats
         self.spawns_total = 0
@@ -82,34 +57,25 @@ class OtelObserver(EngineObserver):
         self._last_warning = 0.0
         self._decoder = msgspec.json.Decoder()
 
-    def attach(self, tracer: Tracer | None, functions_registered: int) -> None:
-        """Called when the module starts: the engine's tracer (None: tracing off) and the
-        functions registered before the observer was attached."""
-        self.tracer = tracer
+    def attach(self, spans: EngineSpanFactory | None, functions_registered: int) -> None:
+        """Called when the module starts: the span factory (None: tracing off) and the number
+        of functions registered before the observer was attached."""
+        self.spans = spans
         self.functions_registered_total = functions_registered
 
     # ------------------------------------------------------------------ invocations (hot path)
 
     def invocation_started(self, pending: Pending) -> None:
-        tracer = self.tracer
-        if tracer is None:
+        factory = self.spans
+        if factory is None:
             return
         function_id = pending.function_id
-        internal = function_id.startswith("engine::")
-        if internal and not self.trace_internal:
+        if not self.trace_internal and function_id.startswith("engine::"):
             return
-        parent = parent_context(pending.traceparent)
-        attributes: dict[str, Any] = {
-            "faas.invoked_name": function_id,
-            "faas.trigger": "other",
-            "iii.function.kind": "internal" if internal else "user",
-        }
         target = pending.target
-        if target is not None:
-            attributes["iii.worker.id"] = target.id
-        span = tracer.start_span(f"call {function_id}", parent, attributes=attributes)
-        ctx = span.get_span_context()
-        pending.traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+        span, pending.traceparent = factory.start(
+            pending.traceparent, function_id, target.id if target is not None else None
+        )
         pending.observer_state = span
 
     def invocation_finished(self, pending: Pending, error: ErrorBody | None) -> None:
@@ -119,12 +85,13 @@ class OtelObserver(EngineObserver):
             time.perf_counter() - pending.started,
         )
         span = pending.observer_state
-        if isinstance(span, trace.Span):
+        if type(span) is EngineSpan:
             pending.observer_state = None
+            span.end_ns = time.time_ns()
             if error is not None:
-                span.set_attribute("iii.error.code", error.code)
-                span.set_status(Status(StatusCode.ERROR, error.message))
-            span.end()
+                span.error_code = error.code
+                span.error_message = error.message
+            self.module.span_ended(span)
 
     # ------------------------------------------------------------------ registry events
 

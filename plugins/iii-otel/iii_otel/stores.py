@@ -1,8 +1,9 @@
 """Bounded in-memory stores of spans, log records and metric data points.
 
 Each store is a ``deque`` with a ``maxlen``: adding to a full store drops the oldest entry, so
-memory stays bounded whatever workers send.  Engine spans are kept as the SDK's ``ReadableSpan``
-objects and converted to records only when somebody reads the store, which keeps ending a span
+memory stays bounded whatever workers send.  Engine spans are kept as they are
+(:class:`~iii_otel.engine_spans.EngineSpan`, or the SDK's ``ReadableSpan`` for other modules'
+spans) and converted to records only when somebody reads the store, which keeps ending a span
 on the invocation hot path to one ``append``.
 """
 
@@ -14,24 +15,35 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from iii_otel.engine_spans import EngineSpan
 from iii_otel.otlp import span_record
+
+
+def to_record(item: EngineSpan | ReadableSpan | dict[str, Any], service: str) -> dict[str, Any]:
+    """A stored-span record of whatever kind of span the store or export buffer holds."""
+    if isinstance(item, dict):
+        return item
+    if isinstance(item, EngineSpan):
+        return item.record(service)
+    return span_record(item)
 
 
 class SpanStore:
     """The last ``max_spans`` spans, from the engine and from workers' ``OTLP`` frames."""
 
-    def __init__(self, max_spans: int) -> None:
-        self._items: deque[ReadableSpan | dict[str, Any]] = deque(maxlen=max_spans)
+    def __init__(self, max_spans: int, service_name: str) -> None:
+        self._items: deque[EngineSpan | ReadableSpan | dict[str, Any]] = deque(maxlen=max_spans)
         self.max_spans = max_spans
+        self.service_name = service_name
         self.dropped_total = 0
 
-    def add(self, item: ReadableSpan | dict[str, Any]) -> None:
+    def add(self, item: EngineSpan | ReadableSpan | dict[str, Any]) -> None:
         if len(self._items) == self.max_spans:
             self.dropped_total += 1
         self._items.append(item)
 
     def records(self) -> list[dict[str, Any]]:
-        return [item if isinstance(item, dict) else span_record(item) for item in list(self._items)]
+        return [to_record(item, self.service_name) for item in list(self._items)]
 
     def clear(self) -> None:
         self._items.clear()
