@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import os
 from collections.abc import Callable
 
 import httpx
@@ -12,14 +10,6 @@ import pytest
 from iii_rest_testutil import rest_engine
 
 from iii_core import Engine
-
-# These tests exercise iii-rest with iii-core only: other installed plugins (some may be
-# half-installed while the monorepo is being built) must not change what the engine loads.
-os.environ["III_DISABLE_PLUGINS"] = ",".join(
-    ep.name
-    for ep in importlib.metadata.entry_points(group="iii")
-    if ep.name not in ("core", "rest")
-)
 
 
 @pytest.fixture(params=["uvicorn", "hypercorn"])
