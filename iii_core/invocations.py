@@ -262,14 +262,15 @@ class InvocationRouter:
 
     def result_from_worker(self, worker: Worker, msg: InvocationResult) -> None:
         """Handle ``invocationresult`` sent by the worker that ran a call."""
-        p = self.pending.pop(msg.invocation_id, None)
-        if p is None:
+        p = self.pending.get(msg.invocation_id)
+        if p is None or p.target is not worker:
+            # Unknown (late, timed out) or not this worker's call: only its target may answer.
             log.debug(
                 "result for unknown invocation %s from worker %s", msg.invocation_id, worker.id
             )
             return
-        if p.target is not None:
-            p.target.inflight.discard(p.id)
+        del self.pending[msg.invocation_id]
+        worker.inflight.discard(p.id)
         if p.timer is not None:
             p.timer.cancel()
         error = msg.error

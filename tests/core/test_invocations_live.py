@@ -254,3 +254,24 @@ async def test_telemetry_socket_is_not_an_active_worker(engine_factory: Any) -> 
         workers = (await a.call("engine::workers::list", {}))["workers"]
         assert [w["id"] for w in workers] == [a.worker_id]
         del t
+
+
+async def test_only_the_target_may_answer_a_call(engine_factory: Any) -> None:
+    async with engine_factory() as engine, raw_worker(engine) as a, raw_worker(
+        engine
+    ) as b, raw_worker(engine) as intruder:
+        await b.send({"type": "registerfunction", "id": "demo.slow"})
+        await wait_until(lambda: engine.functions.get("demo.slow") is not None)
+        call = asyncio.create_task(a.call_raw("demo.slow", {}))
+        invoke = await asyncio.wait_for(b.inbox.get(), 5)
+        forged = {
+            "type": "invocationresult",
+            "invocation_id": invoke["invocation_id"],
+            "function_id": "demo.slow",
+            "result": "forged",
+        }
+        await intruder.send(forged)
+        await asyncio.sleep(0.1)
+        assert not call.done()
+        await b.send({**forged, "result": "real"})
+        assert (await call)["result"] == "real"

@@ -161,8 +161,10 @@ class StreamServer:
         """Handle one client frame; return why it was ignored, or None."""
         try:
             msg = _decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeError) as exc:
             return f"not JSON ({exc})"
+        except RecursionError:  # msgspec's depth guard: nesting deeper than the C stack allows
+            return "JSON nested too deeply"
         if not isinstance(msg, dict):
             return "not a JSON object"
         kind = msg.get("type")
