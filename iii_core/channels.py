@@ -147,8 +147,7 @@ class ChannelManager:
         stale = [
             c.id
             for c in self._channels.values()
-            if now - c.created_at > self.max_age_s
-            and not (c.sender_claimed and c.receiver_claimed)
+            if now - c.created_at > self.max_age_s and not (c.sender_claimed and c.receiver_claimed)
         ]
         for channel_id in stale:
             self.remove(channel_id)

@@ -98,7 +98,7 @@ def structure(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
     try:
         return _converter.structure(data, cls)
-    except Exception as exc:  # noqa: BLE001 - cattrs raises several exception groups
+    except Exception as exc:
         details = _describe(exc, data)
         raise ConfigError(f"{where}: {details}") from None
 

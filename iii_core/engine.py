@@ -96,7 +96,9 @@ class Engine:
 
     # ------------------------------------------------------------------ tasks
 
-    def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], name: str | None = None
+    ) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the engine owns: cancelled at shutdown, errors logged."""
         task = asyncio.ensure_future(coro)
         if name:
@@ -252,7 +254,7 @@ class Engine:
     async def _activate(self, trigger: Trigger, ttype: TriggerType) -> Exception | None:
         try:
             await ttype.registrator.register_trigger(trigger)
-        except Exception as exc:  # noqa: BLE001 - a registrator rejects a config by raising
+        except Exception as exc:
             self.triggers.remove(trigger.id)
             owner = self.workers.get(trigger.worker_id) if trigger.worker_id else None
             if owner is not None:
@@ -276,7 +278,12 @@ class Engine:
             )
             return exc
         trigger.active = True
-        log.info("[REGISTERED] Trigger %s (%s) → %s", trigger.id, trigger.trigger_type, trigger.function_id)
+        log.info(
+            "[REGISTERED] Trigger %s (%s) → %s",
+            trigger.id,
+            trigger.trigger_type,
+            trigger.function_id,
+        )
         for obs in self.observers:
             _safe(obs.trigger_registered, trigger)
         return None
@@ -290,7 +297,7 @@ class Engine:
         if ttype is not None and trigger.active:
             try:
                 await ttype.registrator.unregister_trigger(trigger)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("unregistering trigger %s failed, kept: %s", trigger_id, exc)
                 return
         self.triggers.remove(trigger_id)
@@ -468,7 +475,7 @@ class Engine:
             await server.stop_accepting()
         try:
             await self.plugins.engine_stopping(self)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("engine_stopping hook failed: %s", exc)
         deadline = time.monotonic() + self.config.shutdown_grace_ms / 1000
         while self.router.pending and time.monotonic() < deadline:
@@ -482,7 +489,7 @@ class Engine:
         for module in reversed(self.modules):
             try:
                 await asyncio.wait_for(module.shutdown(), 5.0)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.error("module %s failed to shut down: %s", type(module).__name__, exc)
         if server is not None:
             await server.close()
@@ -548,5 +555,5 @@ def _encode(msg: Any) -> bytes:
 def _safe(fn: Any, *args: Any) -> None:
     try:
         fn(*args)
-    except Exception as exc:  # noqa: BLE001 - an observer must not break the engine
+    except Exception as exc:
         log.error("observer %r failed: %s", fn, exc, exc_info=exc)

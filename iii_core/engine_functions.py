@@ -65,7 +65,9 @@ class EngineFunctionsModule(Module):
             FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes", _AcceptAll()
         )
         await engine.register_trigger_type(
-            WORKERS_AVAILABLE, "Fires when a worker connects, disconnects or registers", _AcceptAll()
+            WORKERS_AVAILABLE,
+            "Fires when a worker connects, disconnects or registers",
+            _AcceptAll(),
         )
 
     async def list_functions(self, data: Any, ctx: CallContext) -> Any:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("iii.invocations")
 
 ActionHandler = Callable[[str, Any, dict[str, Any], "CallContext"], Awaitable[Any]]
-"""Runs an ``invokefunction`` ``action`` (e.g. ``enqueue``): ``(function_id, data, action, ctx)``."""
+"""Runs an ``invokefunction`` ``action`` (``enqueue``...): ``(function_id, data, action, ctx)``."""
 
 
 class RemoteRouter(Protocol):
@@ -61,7 +61,7 @@ class RemoteRouter(Protocol):
 class CallContext:
     """What an in-process handler knows about the call it is serving."""
 
-    __slots__ = ("caller", "function_id", "invocation_id", "traceparent", "baggage", "metadata")
+    __slots__ = ("baggage", "caller", "function_id", "invocation_id", "metadata", "traceparent")
 
     def __init__(
         self,
@@ -85,17 +85,17 @@ class Pending:
     """One call in flight to a worker-owned function (or observed in-process call)."""
 
     __slots__ = (
-        "id",
-        "caller_id",
+        "baggage",
         "caller",
-        "target",
+        "caller_id",
         "function_id",
         "future",
-        "timer",
-        "started",
-        "traceparent",
-        "baggage",
+        "id",
         "observer_state",
+        "started",
+        "target",
+        "timer",
+        "traceparent",
     )
 
     def __init__(
@@ -380,7 +380,7 @@ class InvocationRouter:
             )
             if value is not None:
                 result = protocol.raw(value)
-        except Exception as exc:  # noqa: BLE001 - a handler error becomes a wire error
+        except Exception as exc:
             error = _exc_to_error(exc)
             if not isinstance(exc, InvocationError):
                 log.warning("engine function %s failed: %s", entry.id, exc, exc_info=exc)
@@ -396,9 +396,7 @@ class InvocationRouter:
         caller_id = msg.invocation_id
         if handler is None:
             if caller_id is not None:
-                hint = (
-                    " (install and configure the iii-queue module)" if kind == "enqueue" else ""
-                )
+                hint = " (install and configure the iii-queue module)" if kind == "enqueue" else ""
                 self._reply(
                     caller,
                     caller_id,
@@ -429,7 +427,7 @@ class InvocationRouter:
                 )
                 if value is not None:
                     result = protocol.raw(value)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 error = _exc_to_error(exc)
             if caller_id is not None:
                 self._reply(caller, caller_id, msg.function_id, result, error, None)
@@ -454,7 +452,7 @@ class InvocationRouter:
             )
             if value is not None:
                 result = protocol.raw(value)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             error = _exc_to_error(exc)
         if caller_id is not None:
             self._reply(caller, caller_id, msg.function_id, result, error, None)
@@ -546,7 +544,9 @@ class InvocationRouter:
                 if self._observers:
                     for obs in self._observers:
                         obs.invocation_finished(p, err)
-            raise InvocationTimeout(f"Invocation of {entry.id} timed out after {timeout} s") from None
+            raise InvocationTimeout(
+                f"Invocation of {entry.id} timed out after {timeout} s"
+            ) from None
         except asyncio.CancelledError:
             if self.pending.pop(pending_id, None) is not None:
                 target.inflight.discard(pending_id)
@@ -585,7 +585,9 @@ class InvocationRouter:
                     self._finish(p, None, _error("invocation_stopped", "Invocation stopped"))
                 elif self._observers:
                     for obs in self._observers:
-                        obs.invocation_finished(p, _error("invocation_stopped", "Invocation stopped"))
+                        obs.invocation_finished(
+                            p, _error("invocation_stopped", "Invocation stopped")
+                        )
             else:
                 if p.target is not None:
                     p.target.inflight.discard(pending_id)

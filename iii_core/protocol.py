@@ -19,7 +19,7 @@ Contract:
 
 from __future__ import annotations
 
-from typing import Any, Final, Union
+from typing import Any, Final
 
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
@@ -70,7 +70,8 @@ class UnregisterTriggerType(_Message, tag="unregistertriggertype"):
 
 
 class RegisterTrigger(_Message, tag="registertrigger"):
-    """W→E: bind a trigger; E→W: ask a trigger-type provider to start it (``config`` always sent)."""
+    """W→E: bind a trigger; E→W: ask a trigger-type provider to start it (``config`` is always
+    sent)."""
 
     id: str
     trigger_type: str
@@ -151,23 +152,23 @@ class RegistrationRejected(_Message, tag="registrationrejected"):
     owner_worker_id: str | None = None
 
 
-Message = Union[
-    RegisterFunction,
-    UnregisterFunction,
-    RegisterTriggerType,
-    UnregisterTriggerType,
-    RegisterTrigger,
-    UnregisterTrigger,
-    TriggerRegistrationResult,
-    InvokeFunction,
-    InvocationResult,
-    RegisterService,
-    Ping,
-    Pong,
-    WorkerRegistered,
-    Reattach,
-    RegistrationRejected,
-]
+Message = (
+    RegisterFunction
+    | UnregisterFunction
+    | RegisterTriggerType
+    | UnregisterTriggerType
+    | RegisterTrigger
+    | UnregisterTrigger
+    | TriggerRegistrationResult
+    | InvokeFunction
+    | InvocationResult
+    | RegisterService
+    | Ping
+    | Pong
+    | WorkerRegistered
+    | Reattach
+    | RegistrationRejected
+)
 
 KNOWN_TYPES: Final = frozenset(
     cls.__struct_config__.tag  # type: ignore[attr-defined]

@@ -38,29 +38,29 @@ class Worker:
     """One worker connection and what it told the engine about itself."""
 
     __slots__ = (
-        "id",
-        "conn",
-        "ip_address",
-        "path",
-        "connected_at_ms",
-        "name",
-        "runtime",
-        "version",
-        "os",
-        "pid",
-        "telemetry",
-        "extra",
-        "status",
-        "function_ids",
-        "trigger_ids",
-        "trigger_type_ids",
-        "inflight",
-        "latest_metrics",
-        "registered_anything",
-        "seen_telemetry",
         "allowed_functions",
         "allowed_registrations",
         "bad_frames",
+        "conn",
+        "connected_at_ms",
+        "extra",
+        "function_ids",
+        "id",
+        "inflight",
+        "ip_address",
+        "latest_metrics",
+        "name",
+        "os",
+        "path",
+        "pid",
+        "registered_anything",
+        "runtime",
+        "seen_telemetry",
+        "status",
+        "telemetry",
+        "trigger_ids",
+        "trigger_type_ids",
+        "version",
     )
 
     def __init__(
@@ -120,15 +120,15 @@ class FunctionEntry:
     """A function id and whoever can run it: worker owners, or one in-process handler."""
 
     __slots__ = (
-        "id",
+        "_next",
         "description",
-        "request_format",
-        "response_format",
+        "handler",
+        "id",
         "metadata",
         "owners",
-        "handler",
+        "request_format",
+        "response_format",
         "timeout_ms",
-        "_next",
     )
 
     def __init__(
@@ -278,7 +278,7 @@ class TriggerRegistrator(Protocol):
 
 
 class TriggerType:
-    __slots__ = ("id", "description", "registrator", "worker", "extra")
+    __slots__ = ("description", "extra", "id", "registrator", "worker")
 
     def __init__(
         self,
@@ -298,7 +298,7 @@ class TriggerType:
 class Trigger:
     """A binding of a trigger type and a config to a function id."""
 
-    __slots__ = ("id", "trigger_type", "function_id", "config", "worker_id", "metadata", "active")
+    __slots__ = ("active", "config", "function_id", "id", "metadata", "trigger_type", "worker_id")
 
     def __init__(
         self,
@@ -389,7 +389,7 @@ class TriggerRegistry:
 
 
 class ServiceRegistry:
-    """Services derived from function ids (``a.b`` → service ``a``) plus ``registerservice`` records."""
+    """Services derived from function ids (``a.b`` → service ``a``) and ``registerservice``."""
 
     def __init__(self) -> None:
         self._derived: dict[str, set[str]] = {}

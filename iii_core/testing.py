@@ -40,7 +40,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_config(config: str | dict[str, Any] | EngineConfig | None = None, **overrides: Any) -> EngineConfig:
+def make_config(
+    config: str | dict[str, Any] | EngineConfig | None = None, **overrides: Any
+) -> EngineConfig:
     if isinstance(config, EngineConfig):
         cfg = config
     elif isinstance(config, dict):
@@ -82,6 +84,7 @@ class RawWorker:
         self._results: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
+        self._serving: set[asyncio.Task[None]] = set()
 
     async def connect(self, **kwargs: Any) -> RawWorker:
         import websockets
@@ -103,7 +106,9 @@ class RawWorker:
                 if kind == "invocationresult" and msg["invocation_id"] in self._results:
                     self._results.pop(msg["invocation_id"]).set_result(msg)
                 elif kind == "invokefunction" and msg["function_id"] in self.handlers:
-                    asyncio.create_task(self._serve(msg))
+                    task = asyncio.create_task(self._serve(msg))
+                    self._serving.add(task)
+                    task.add_done_callback(self._serving.discard)
                 else:
                     await self.inbox.put(msg)
         except websockets.ConnectionClosed:
@@ -121,7 +126,7 @@ class RawWorker:
         }
         try:
             reply["result"] = await self.handlers[msg["function_id"]](msg.get("data"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             reply["error"] = {"code": "invocation_failed", "message": str(exc)}
         with contextlib.suppress(Exception):
             await self.send(reply)
@@ -150,7 +155,9 @@ class RawWorker:
         )
         return trigger_id
 
-    async def call_raw(self, function_id: str, data: Any = None, timeout: float = 10, **extra: Any) -> dict[str, Any]:
+    async def call_raw(
+        self, function_id: str, data: Any = None, timeout: float = 10, **extra: Any
+    ) -> dict[str, Any]:
         """Call and return the whole ``invocationresult`` message."""
         invocation_id = str(uuid.uuid4())
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -166,7 +173,9 @@ class RawWorker:
         )
         return await asyncio.wait_for(fut, timeout)
 
-    async def call(self, function_id: str, data: Any = None, timeout: float = 10, **extra: Any) -> Any:
+    async def call(
+        self, function_id: str, data: Any = None, timeout: float = 10, **extra: Any
+    ) -> Any:
         """Call and return the result; raise ``RuntimeError(code, message)`` on an error."""
         msg = await self.call_raw(function_id, data, timeout, **extra)
         if "error" in msg:
@@ -198,7 +207,9 @@ async def raw_worker(engine_or_url: Engine | str, path: str = "/") -> AsyncItera
         await worker.close()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until true (for state that changes asynchronously)."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -222,8 +233,19 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="iii-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -312,7 +334,9 @@ def published_node_sdk(version: str = NODE_SDK_NEWEST) -> str:
     marker = os.path.join(root, ".ready")
     if not os.path.exists(marker):
         if shutil.which("npm") is None:
-            pytest.fail("npm is not installed; install Node.js 20 with npm (apt-get install -y nodejs npm)")
+            pytest.fail(
+                "npm is not installed; install Node.js 20 with npm (apt-get install -y nodejs npm)"
+            )
         with _lock(root + ".lock"):
             if not os.path.exists(marker):
                 shutil.rmtree(root, ignore_errors=True)
@@ -320,8 +344,15 @@ def published_node_sdk(version: str = NODE_SDK_NEWEST) -> str:
                 with open(os.path.join(root, "package.json"), "w") as f:
                     json.dump({"name": "iii-test-client", "private": True}, f)
                 proc = subprocess.run(
-                    ["npm", "install", "--no-audit", "--no-fund", "--silent",
-                     f"iii-sdk@{version}", "ws@8"],
+                    [
+                        "npm",
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--silent",
+                        f"iii-sdk@{version}",
+                        "ws@8",
+                    ],
                     cwd=root,
                     capture_output=True,
                     text=True,

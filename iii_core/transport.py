@@ -43,7 +43,7 @@ class WorkerSocket:
 
     HIGH_WATER = 1024 * 1024
 
-    __slots__ = ("ws", "_queue", "_waiter", "closed", "_limit", "_close_reason", "_direct")
+    __slots__ = ("_close_reason", "_direct", "_limit", "_queue", "_waiter", "closed", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, limit: int, compress: bool = False) -> None:
         self.ws = ws
@@ -64,10 +64,7 @@ class WorkerSocket:
         if direct is not None and not queue:
             writer, write = direct
             transport = writer.transport
-            if (
-                not transport.is_closing()
-                and transport.get_write_buffer_size() < self.HIGH_WATER
-            ):
+            if not transport.is_closing() and transport.get_write_buffer_size() < self.HIGH_WATER:
                 try:
                     write(frame, 1, 0)  # opcode 1: text
                 except ConnectionError:
@@ -81,7 +78,7 @@ class WorkerSocket:
             self.close(WSCloseCode.POLICY_VIOLATION, "send queue full: worker is not reading")
             # A close frame cannot get past a full buffer: drop the connection so that the reader
             # loop ends and the worker's cleanup runs now.
-            transport = self.ws._req.transport if self.ws._req is not None else None  # noqa: SLF001
+            transport = self.ws._req.transport if self.ws._req is not None else None
             if transport is not None:
                 transport.abort()
             return
@@ -151,14 +148,14 @@ class WorkerServer:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port)
         await self._site.start()
-        server = self._site._server  # noqa: SLF001 - aiohttp does not expose the bound port
+        server = self._site._server
         assert server is not None
         bound: int = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return bound
 
     async def stop_accepting(self) -> None:
-        if self._site is not None and self._site._server is not None:  # noqa: SLF001
-            self._site._server.close()  # type: ignore[union-attr]  # noqa: SLF001
+        if self._site is not None and self._site._server is not None:
+            self._site._server.close()  # type: ignore[union-attr]
 
     async def close(self) -> None:
         async def close_one(ws: web.WebSocketResponse) -> None:
@@ -168,7 +165,7 @@ class WorkerServer:
                 )
             except (TimeoutError, ConnectionError, RuntimeError):
                 # A peer that does not read cannot take a close frame: drop it.
-                req = ws._req  # noqa: SLF001
+                req = ws._req
                 if req is not None and req.transport is not None:
                     req.transport.abort()
 
@@ -202,9 +199,7 @@ class WorkerServer:
             )
             return ws
         self.sockets.add(ws)
-        conn = WorkerSocket(
-            ws, self.config.send_queue_size, self.config.compression == "deflate"
-        )
+        conn = WorkerSocket(ws, self.config.send_queue_size, self.config.compression == "deflate")
         worker = engine.worker_connected(conn, ip, request.path)
         if grant is not None:
             worker.allowed_functions = grant.allowed_functions
@@ -231,7 +226,7 @@ class WorkerServer:
                     await pending
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one worker's failure must not spread
+        except Exception as exc:
             log.error("worker %s: unexpected error, closing: %s", worker.id, exc, exc_info=exc)
         finally:
             conn.closed = True
@@ -252,16 +247,16 @@ class WorkerServer:
         if not key:
             return web.Response(status=400, text="Missing query parameter 'key'")
         if direction not in ("read", "write"):
-            return web.Response(
-                status=400, text="Query parameter 'dir' must be 'read' or 'write'"
-            )
+            return web.Response(status=400, text="Query parameter 'dir' must be 'read' or 'write'")
         channel = self.engine.channels.get(request.match_info["channel_id"], key)
         if channel is None:
             return web.Response(status=404, text="Channel not found")
         ws = self._new_socket()
         await ws.prepare(request)
         if not channel.claim(direction):
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"channel end already claimed")
+            await ws.close(
+                code=WSCloseCode.POLICY_VIOLATION, message=b"channel end already claimed"
+            )
             return ws
         self.sockets.add(ws)
         try:

@@ -11,6 +11,7 @@ A frame that is not a valid message is dropped, counted, and logged once per wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,7 +105,7 @@ class WorkerMessages:
         for obs in self._observers:
             try:
                 obs.telemetry_frame(worker, prefix, payload)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("telemetry observer failed on a %s frame: %s", prefix.decode(), exc)
         return None
 
@@ -119,10 +120,8 @@ class WorkerMessages:
             )
         worker.bad_frames += 1
         for obs in self._observers:
-            try:
+            with contextlib.suppress(Exception):
                 obs.protocol_error(worker, reason)
-            except Exception:  # noqa: BLE001, S110
-                pass
         invocation_id = _salvage_invocation_id(frame)
         if invocation_id is not None:
             worker.conn.send(
@@ -198,7 +197,8 @@ class WorkerMessages:
         await self.engine.unregister_trigger_type(msg.id, worker=worker)
 
     async def _register_trigger(self, worker: Worker, msg: RegisterTrigger) -> None:
-        try:
+        # A rejection was already reported to the worker and logged by the engine.
+        with contextlib.suppress(Exception):
             await self.engine.register_trigger(
                 msg.trigger_type,
                 msg.function_id,
@@ -207,8 +207,6 @@ class WorkerMessages:
                 worker=worker,
                 metadata=msg.metadata,
             )
-        except Exception:  # noqa: BLE001, S110 - already reported to the worker and logged
-            pass
 
     async def _unregister_trigger(self, worker: Worker, msg: UnregisterTrigger) -> None:
         await self.engine.unregister_trigger(msg.id)

@@ -136,9 +136,11 @@ async def test_caller_disconnect_drops_its_pending_calls(engine_factory: Any) ->
 @pytest.mark.parametrize("where", ["message", "metadata", "config"])
 async def test_deadline_only_when_asked(engine_factory: Any, where: str) -> None:
     overrides = {"invocation_timeout_ms": 200} if where == "config" else {}
-    async with engine_factory(**overrides) as engine, raw_worker(engine) as a, raw_worker(
-        engine
-    ) as b:
+    async with (
+        engine_factory(**overrides) as engine,
+        raw_worker(engine) as a,
+        raw_worker(engine) as b,
+    ):
         fields = {"metadata": {"timeout_ms": 200}} if where == "metadata" else {}
         await b.send({"type": "registerfunction", "id": "demo.hang", **fields})
         await wait_until(lambda: engine.functions.get("demo.hang") is not None)
@@ -204,9 +206,11 @@ async def test_several_owners_share_the_load_and_leave_independently(engine_fact
 
 
 async def test_pending_limit_per_worker(engine_factory: Any) -> None:
-    async with engine_factory(max_pending_per_worker=3) as engine, raw_worker(
-        engine
-    ) as a, raw_worker(engine) as b:
+    async with (
+        engine_factory(max_pending_per_worker=3) as engine,
+        raw_worker(engine) as a,
+        raw_worker(engine) as b,
+    ):
         await b.send({"type": "registerfunction", "id": "demo.hang"})
         await wait_until(lambda: engine.functions.get("demo.hang") is not None)
         calls = [asyncio.create_task(a.call_raw("demo.hang", {}, timeout=5)) for _ in range(3)]
@@ -246,9 +250,12 @@ async def test_binary_frames_json_and_telemetry(engine_factory: Any) -> None:
 
 
 async def test_telemetry_socket_is_not_an_active_worker(engine_factory: Any) -> None:
-    async with engine_factory() as engine, raw_worker(engine) as a, raw_worker(
-        engine, path="/otel"
-    ) as t, raw_worker(engine) as legacy:
+    async with (
+        engine_factory() as engine,
+        raw_worker(engine) as a,
+        raw_worker(engine, path="/otel") as t,
+        raw_worker(engine) as legacy,
+    ):
         await legacy.send(b"OTLP{}")
         await wait_until(lambda: engine.workers.active_count() == 1)
         workers = (await a.call("engine::workers::list", {}))["workers"]
@@ -257,9 +264,12 @@ async def test_telemetry_socket_is_not_an_active_worker(engine_factory: Any) -> 
 
 
 async def test_only_the_target_may_answer_a_call(engine_factory: Any) -> None:
-    async with engine_factory() as engine, raw_worker(engine) as a, raw_worker(
-        engine
-    ) as b, raw_worker(engine) as intruder:
+    async with (
+        engine_factory() as engine,
+        raw_worker(engine) as a,
+        raw_worker(engine) as b,
+        raw_worker(engine) as intruder,
+    ):
         await b.send({"type": "registerfunction", "id": "demo.slow"})
         await wait_until(lambda: engine.functions.get("demo.slow") is not None)
         call = asyncio.create_task(a.call_raw("demo.slow", {}))

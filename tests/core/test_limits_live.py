@@ -14,9 +14,12 @@ from iii_core.testing import raw_worker, wait_until
 
 
 async def test_bad_frames_and_flood_do_not_disturb_good_workers(engine_factory: Any) -> None:
-    async with engine_factory() as engine, raw_worker(engine) as good_a, raw_worker(
-        engine
-    ) as good_b, raw_worker(engine) as bad:
+    async with (
+        engine_factory() as engine,
+        raw_worker(engine) as good_a,
+        raw_worker(engine) as good_b,
+        raw_worker(engine) as bad,
+    ):
 
         async def echo(data: Any) -> Any:
             return data["n"]
@@ -26,8 +29,14 @@ async def test_bad_frames_and_flood_do_not_disturb_good_workers(engine_factory: 
 
         async def hostile() -> None:
             frames: list[Any] = [
-                "{", "[]", "null", '{"type": 5}', '{"type":"invokefunction"}',
-                '{"type":"registerfunction","id":7}', b"\xff\xfe\x00", b"OTLPnot-json",
+                "{",
+                "[]",
+                "null",
+                '{"type": 5}',
+                '{"type":"invokefunction"}',
+                '{"type":"registerfunction","id":7}',
+                b"\xff\xfe\x00",
+                b"OTLPnot-json",
                 '{"type":"invocationresult","invocation_id":"nope","function_id":"x"}',
                 json.dumps({"type": "invokefunction", "function_id": "x", "data": "a" * 100_000}),
                 json.dumps({"type": "registertrigger", "id": "t"}),
@@ -47,9 +56,11 @@ async def test_bad_frames_and_flood_do_not_disturb_good_workers(engine_factory: 
 
 
 async def test_oversized_message_closes_only_that_connection(engine_factory: Any) -> None:
-    async with engine_factory(max_message_bytes=64 * 1024) as engine, raw_worker(
-        engine
-    ) as good, raw_worker(engine) as big:
+    async with (
+        engine_factory(max_message_bytes=64 * 1024) as engine,
+        raw_worker(engine) as good,
+        raw_worker(engine) as big,
+    ):
         await big.send(json.dumps({"type": "ping", "pad": "x" * 100_000}))
         await asyncio.wait_for(big.ws.wait_closed(), 5)
         assert big.ws.close_code == 1009
@@ -57,21 +68,23 @@ async def test_oversized_message_closes_only_that_connection(engine_factory: Any
 
 
 async def test_connection_limit_refuses_with_reason(engine_factory: Any) -> None:
-    async with engine_factory(max_connections=2) as engine, raw_worker(engine), raw_worker(
-        engine
+    async with (
+        engine_factory(max_connections=2) as engine,
+        raw_worker(engine),
+        raw_worker(engine),
+        websockets.connect(f"ws://127.0.0.1:{engine.port}/") as ws,
     ):
-        async with websockets.connect(f"ws://127.0.0.1:{engine.port}/") as ws:
-            with pytest.raises(websockets.ConnectionClosed) as info:
-                await asyncio.wait_for(ws.recv(), 5)
-            assert info.value.rcvd is not None
-            assert info.value.rcvd.code == 1013
-            assert "connection limit" in info.value.rcvd.reason
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1013
+        assert "connection limit" in info.value.rcvd.reason
 
 
 async def test_worker_that_stops_reading_is_disconnected(engine_factory: Any) -> None:
     async with engine_factory(send_queue_size=50) as engine, raw_worker(engine) as caller:
         # A raw socket that registers a function and never reads what the engine sends.
-        reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
         key = "dGhlIHNhbXBsZSBub25jZQ=="
         writer.write(
             (
@@ -89,8 +102,11 @@ async def test_worker_that_stops_reading_is_disconnected(engine_factory: Any) ->
         big = "x" * 60_000
         for _ in range(200):
             await caller.call_void("stuck.fn", {"pad": big})
-        await wait_until(lambda: engine.functions.get("stuck.fn") is None, timeout=15,
-                         what="the non-reading worker to be disconnected")
+        await wait_until(
+            lambda: engine.functions.get("stuck.fn") is None,
+            timeout=15,
+            what="the non-reading worker to be disconnected",
+        )
         assert await caller.call("engine::functions::list", {}) == {"functions": []}
         writer.close()
 

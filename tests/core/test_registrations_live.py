@@ -134,6 +134,7 @@ async def test_workers_available_and_register(engine_factory: Any) -> None:
                 "workers"
             ][0]
             assert info["name"] == "w1" and info["runtime"] == "python" and info["pid"] == 42
+
         def kinds() -> list[tuple[str, str]]:
             return [(e["event"], e["worker_id"]) for e in events]
 

@@ -54,7 +54,9 @@ def _command(sdk: str, url: str) -> tuple[list[str], str | None]:
 
 
 @contextlib.contextmanager
-def sdk_worker(sdk: str, url: str, record_file: Path | None = None) -> Iterator[subprocess.Popen[str]]:
+def sdk_worker(
+    sdk: str, url: str, record_file: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
     args, cwd = _command(sdk, url)
     env = dict(os.environ, OTEL_ENABLED="false", III_TELEMETRY_ENABLED="false")
     if record_file is not None:
@@ -69,8 +71,11 @@ def sdk_worker(sdk: str, url: str, record_file: Path | None = None) -> Iterator[
 
 
 async def _ready(engine_functions: Any, prefix: str) -> None:
-    await wait_until(lambda: engine_functions(f"{prefix}.record"), timeout=30,
-                     what=f"{prefix} worker to register its functions")
+    await wait_until(
+        lambda: engine_functions(f"{prefix}.record"),
+        timeout=30,
+        what=f"{prefix} worker to register its functions",
+    )
 
 
 @contextlib.asynccontextmanager
@@ -90,9 +95,7 @@ async def test_sdk_worker_registers_and_serves(engine_factory: Any, sdk: str) ->
         assert await caller.call(f"{sdk}.add", {"a": 2, "b": 3}) == {"sum": 5}
         listed = await caller.call("engine::functions::list", {})
         assert f"{sdk}.add" in {f["function_id"] for f in listed["functions"]}
-        await wait_until(
-            lambda: any(w.name == sdk for w in engine.workers), what="worker metadata"
-        )
+        await wait_until(lambda: any(w.name == sdk for w in engine.workers), what="worker metadata")
         # The SDK's telemetry socket (if any) is not listed as a worker.
         workers = (await caller.call("engine::workers::list", {}))["workers"]
         assert sum(1 for w in workers if w["name"] == sdk) == 1
@@ -121,9 +124,11 @@ async def test_unknown_function_and_handler_error(engine_factory: Any, sdk: str)
 async def test_fire_and_forget(engine_factory: Any, tmp_path: Path, a: str, b: str) -> None:
     record = tmp_path / "record.jsonl"
     record.touch()
-    async with engine_factory() as engine, running(engine, a, b, record_file=record), raw_worker(
-        engine
-    ) as caller:
+    async with (
+        engine_factory() as engine,
+        running(engine, a, b, record_file=record),
+        raw_worker(engine) as caller,
+    ):
         assert await caller.call(f"{a}.void", {"target": f"{b}.record", "data": {"n": 7}}) == "sent"
         await wait_until(lambda: '"n": 7' in record.read_text() or '"n":7' in record.read_text())
         line = json.loads(record.read_text().splitlines()[0])

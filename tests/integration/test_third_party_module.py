@@ -22,8 +22,16 @@ def greeter_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.EnvBuilder(system_site_packages=True, with_pip=True).create(root)
     python = root / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         str(ROOT / "examples" / "iii-example-greeter")],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT / "examples" / "iii-example-greeter"),
+        ],
         check=True,
     )
     return root
@@ -48,16 +56,21 @@ async def test_loaded_from_config_and_called(greeter_venv: Path, tmp_path: Path)
         "    config:\n      greeting: ${III_TEST_GREETING:Hello}\n"
     )
     env = dict(os.environ, III_TEST_GREETING="Bonjour")
-    proc = subprocess.Popen(
-        [str(greeter_venv / "bin" / "python"), "-m", "iii_core.cli", "--config", str(config),
-         "--port", str(port)],
+    proc = subprocess.Popen(  # noqa: ASYNC220 - the engine under test
+        [
+            str(greeter_venv / "bin" / "python"),
+            "-m",
+            "iii_core.cli",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
         env=env,
     )
     try:
         worker = await connect_when_ready(f"ws://127.0.0.1:{port}/")
-        assert await worker.call("greeter::hello", {"name": "Ada"}) == {
-            "message": "Bonjour, Ada!"
-        }
+        assert await worker.call("greeter::hello", {"name": "Ada"}) == {"message": "Bonjour, Ada!"}
         bad = await worker.call_raw("greeter::hello", {"name": ""})
         assert bad["error"]["code"] == "invalid_input"
         await worker.close()
@@ -72,9 +85,18 @@ def test_bad_module_config_fails_start_with_the_key(greeter_venv: Path, tmp_path
         "modules:\n  - class: modules::greeter::GreeterModule\n    config: {greting: Hi}\n"
     )
     out = subprocess.run(
-        [str(greeter_venv / "bin" / "python"), "-m", "iii_core.cli", "--config", str(config),
-         "--port", str(free_port())],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(greeter_venv / "bin" / "python"),
+            "-m",
+            "iii_core.cli",
+            "--config",
+            str(config),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "greting" in out.stderr
@@ -85,7 +107,9 @@ def test_unknown_class_lists_installed_ones(tmp_path: Path) -> None:
     config.write_text("modules:\n  - class: modules::nope::NopeModule\n")
     out = subprocess.run(
         [sys.executable, "-m", "iii_core.cli", "--config", str(config), "--port", str(free_port())],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "unknown module class 'modules::nope::NopeModule'" in out.stderr

@@ -37,7 +37,7 @@ async def relay(data):
             {"function_id": data["target"], "payload": data["data"], "timeout_ms": 15000}
         )
         return {"ok": result}
-    except Exception as exc:  # noqa: BLE001 - the test inspects what the SDK raised
+    except Exception as exc:
         return {"error": str(exc), "code": getattr(exc, "code", None)}
 
 
@@ -49,13 +49,20 @@ async def void(data):
 
 
 async def record(data):
-    with open(os.environ["RECORD_FILE"], "a") as f:
-        f.write(json.dumps(data) + "\n")
+    def append():
+        with open(os.environ["RECORD_FILE"], "a") as f:
+            f.write(json.dumps(data) + "\n")
+
+    await asyncio.to_thread(append)
     return None
 
 
 for name, handler in [
-    ("add", add), ("fail", fail), ("slow", slow), ("relay", relay), ("void", void),
+    ("add", add),
+    ("fail", fail),
+    ("slow", slow),
+    ("relay", relay),
+    ("void", void),
     ("record", record),
 ]:
     iii.register_function(f"{prefix}.{name}", handler)
