@@ -407,39 +407,34 @@ class InvocationRouter:
                 )
             return
 
-        async def run() -> None:
-            ctx = CallContext(
-                msg.function_id,
-                caller=caller,
-                invocation_id=caller_id,
-                traceparent=msg.traceparent,
-                baggage=msg.baggage,
-                metadata=msg.metadata,
-            )
-            result: Raw | None = None
-            error: ErrorBody | None = None
-            try:
-                value = await handler(
-                    msg.function_id,
-                    protocol.raw_to_python(protocol.inject_caller(msg.data, caller.id)),
-                    action,
-                    ctx,
-                )
-                if value is not None:
-                    result = protocol.raw(value)
-            except Exception as exc:
-                error = _exc_to_error(exc)
-            if caller_id is not None:
-                self._reply(caller, caller_id, msg.function_id, result, error, None)
+        async def run(data: Any, ctx: CallContext) -> Any:
+            return await handler(msg.function_id, data, action, ctx)
 
-        self._spawn(run())
+        data = protocol.raw_to_python(protocol.inject_caller(msg.data, caller.id))
+        self._spawn(self._answer_in_process(caller, caller_id, msg, data, run))
 
     async def _run_remote(self, caller: Worker, caller_id: str | None, msg: InvokeFunction) -> None:
         assert self.remote_router is not None
+        router = self.remote_router
+
+        async def run(data: Any, ctx: CallContext) -> Any:
+            return await router.call(msg.function_id, data, ctx)
+
+        await self._answer_in_process(caller, caller_id, msg, protocol.raw_to_python(msg.data), run)
+
+    async def _answer_in_process(
+        self,
+        caller: Worker,
+        reply_id: str | None,
+        msg: InvokeFunction,
+        data: Any,
+        run: Callable[[Any, CallContext], Awaitable[Any]],
+    ) -> None:
+        """Serve a worker's call in-process (an action or a remote route); answer ``reply_id``."""
         ctx = CallContext(
             msg.function_id,
             caller=caller,
-            invocation_id=caller_id,
+            invocation_id=reply_id,
             traceparent=msg.traceparent,
             baggage=msg.baggage,
             metadata=msg.metadata,
@@ -447,15 +442,13 @@ class InvocationRouter:
         result: Raw | None = None
         error: ErrorBody | None = None
         try:
-            value = await self.remote_router.call(
-                msg.function_id, protocol.raw_to_python(msg.data), ctx
-            )
+            value = await run(data, ctx)
             if value is not None:
                 result = protocol.raw(value)
         except Exception as exc:
             error = _exc_to_error(exc)
-        if caller_id is not None:
-            self._reply(caller, caller_id, msg.function_id, result, error, None)
+        if reply_id is not None:
+            self._reply(caller, reply_id, msg.function_id, result, error, None)
 
     # ------------------------------------------------------------------ from modules
 
