@@ -62,6 +62,10 @@ class EngineConfig:
     shutdown_grace_ms: int = 10_000
     max_message_bytes: int = 64 * MIB
     max_connections: int = 10_000
+    #: listen(2) backlog of the worker socket (the kernel caps it at net.core.somaxconn); aiohttp's
+    #: default of 128 overflows when hundreds of workers connect at once, costing each dropped
+    #: SYN a 1 s retransmit.
+    listen_backlog: int = 1024
     max_pending_per_worker: int = 10_000
     send_queue_size: int = 4096
     max_channels: int = 10_000

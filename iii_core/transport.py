@@ -146,7 +146,7 @@ class WorkerServer:
             self.app, handle_signals=False, access_log=None, shutdown_timeout=0.1
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port)
+        self._site = web.TCPSite(self._runner, host, port, backlog=self.config.listen_backlog)
         await self._site.start()
         server = self._site._server
         assert server is not None

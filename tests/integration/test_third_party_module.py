@@ -56,7 +56,7 @@ async def test_loaded_from_config_and_called(greeter_venv: Path, tmp_path: Path)
         "    config:\n      greeting: ${III_TEST_GREETING:Hello}\n"
     )
     env = dict(os.environ, III_TEST_GREETING="Bonjour")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - the engine under test
+    proc = subprocess.Popen(
         [
             str(greeter_venv / "bin" / "python"),
             "-m",

@@ -184,7 +184,7 @@ async def test_sigterm_lets_inflight_calls_finish_and_stops_the_rest(tmp_path: P
     log_file = tmp_path / "iii.log"
     with log_file.open("w") as out:
         # The engine under test is a child process; Popen returns at once.
-        proc = subprocess.Popen(["iii", "-c", str(config)], stdout=out, stderr=out)  # noqa: ASYNC220
+        proc = subprocess.Popen(["iii", "-c", str(config)], stdout=out, stderr=out)
     try:
         url = f"ws://127.0.0.1:{port}/"
         server = await connect_when_ready(url)

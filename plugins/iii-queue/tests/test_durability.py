@@ -45,7 +45,7 @@ async def test_worker_killed_mid_job_is_redelivered(engine_factory, adapter) -> 
     async with engine_factory(queue_config(adapter)) as engine, raw_worker(engine) as w:
         queue = engine.modules[-1]
         url = f"ws://127.0.0.1:{engine.port}/"
-        with subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited on
+        with subprocess.Popen(
             [sys.executable, "-c", STUCK_WORKER, url], stdout=subprocess.PIPE, text=True
         ) as proc:
             try:
