@@ -70,8 +70,17 @@ def server(kind: str) -> Iterator[str]:
     else:
         config = Path(tempfile.mkdtemp()) / "bench.yaml"
         config.write_text("modules: []\n")
-        args = [sys.executable, "-m", "iii_core.cli", "--config", str(config),
-                "--port", str(port), "--log-level", "warning"]
+        args = [
+            sys.executable,
+            "-m",
+            "iii_core.cli",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
     with process(args) as proc:
         wait_port(port, proc)
         yield f"ws://127.0.0.1:{port}/"
@@ -81,19 +90,40 @@ def ensure_node_clients() -> None:
     if shutil.which("node") is None:
         sys.exit("node is not installed (apt-get install -y nodejs npm)")
     if not (HERE / "node_modules" / "ws").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE,
-                       check=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE, check=True
+        )
 
 
-def run_case(url: str, connections: int, inflight: int, seconds: float, sdk: bool) -> dict[str, float]:
+def run_case(
+    url: str, connections: int, inflight: int, seconds: float, sdk: bool
+) -> dict[str, float]:
     if sdk:
         callee = [sys.executable, str(HERE / "sdk_clients.py"), "callee", url, FUNCTION]
-        caller = [sys.executable, str(HERE / "sdk_clients.py"), "caller", url, FUNCTION,
-                  str(connections), str(inflight), str(seconds), "1"]
+        caller = [
+            sys.executable,
+            str(HERE / "sdk_clients.py"),
+            "caller",
+            url,
+            FUNCTION,
+            str(connections),
+            str(inflight),
+            str(seconds),
+            "1",
+        ]
     else:
         callee = ["node", str(HERE / "clients.mjs"), "callee", url, FUNCTION]
-        caller = ["node", str(HERE / "clients.mjs"), "caller", url, FUNCTION,
-                  str(connections), str(inflight), str(seconds), "1"]
+        caller = [
+            "node",
+            str(HERE / "clients.mjs"),
+            "caller",
+            url,
+            FUNCTION,
+            str(connections),
+            str(inflight),
+            str(seconds),
+            "1",
+        ]
     with process(callee, stdout=subprocess.PIPE) as callee_proc:
         assert callee_proc.stdout is not None
         if callee_proc.stdout.readline().strip() != b"ready":
@@ -104,7 +134,9 @@ def run_case(url: str, connections: int, inflight: int, seconds: float, sdk: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--cases", default="seq,64x1,64x8")
     parser.add_argument("--sdk", action="store_true", help="also run this repo's SDK case")
@@ -119,7 +151,9 @@ def main() -> None:
         with server(target) as url:
             for name, conns, inflight, sdk in plan:
                 results[(target, name)] = run_case(url, conns, inflight, args.seconds, sdk)
-    header = f"{'case':<10} {'target':<7} {'calls/s':>9} {'p50 us':>8} {'p99 us':>8} {'vs relay':>9}"
+    header = (
+        f"{'case':<10} {'target':<7} {'calls/s':>9} {'p50 us':>8} {'p99 us':>8} {'vs relay':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name, *_ in plan:
@@ -129,13 +163,20 @@ def main() -> None:
             if target == "relay":
                 ratio = ""
             else:
-                ratio = (f"{r['calls_per_s'] / relay['calls_per_s']:.2f}x tput"
-                         if name != "seq" else f"{r['p50_us'] / relay['p50_us']:.2f}x p50")
-            rows.append(f"{name:<10} {target:<7} {r['calls_per_s']:>9.0f} {r['p50_us']:>8.0f} "
-                        f"{r['p99_us']:>8.0f} {ratio:>9}")
+                ratio = (
+                    f"{r['calls_per_s'] / relay['calls_per_s']:.2f}x tput"
+                    if name != "seq"
+                    else f"{r['p50_us'] / relay['p50_us']:.2f}x p50"
+                )
+            rows.append(
+                f"{name:<10} {target:<7} {r['calls_per_s']:>9.0f} {r['p50_us']:>8.0f} "
+                f"{r['p99_us']:>8.0f} {ratio:>9}"
+            )
     print("\n".join(rows))
-    print(f"\n{os.cpu_count()} CPUs; {args.seconds:.0f} s per case after 1 s warm-up; "
-          "clients: Node ws raw protocol" + (" (+ iii_worker SDK case)" if args.sdk else ""))
+    print(
+        f"\n{os.cpu_count()} CPUs; {args.seconds:.0f} s per case after 1 s warm-up; "
+        "clients: Node ws raw protocol" + (" (+ iii_worker SDK case)" if args.sdk else "")
+    )
 
 
 if __name__ == "__main__":

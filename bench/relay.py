@@ -11,7 +11,6 @@ measures the engine's own overhead.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 
@@ -26,7 +25,9 @@ callers: dict[str, web.WebSocketResponse] = {}
 async def handle(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(compress=False, max_msg_size=64 * 1024 * 1024, decode_text=False)
     await ws.prepare(request)
-    await ws.send_str(orjson.dumps({"type": "workerregistered", "worker_id": str(uuid.uuid4())}).decode())
+    await ws.send_str(
+        orjson.dumps({"type": "workerregistered", "worker_id": str(uuid.uuid4())}).decode()
+    )
     async for msg in ws:
         if msg.type is not WSMsgType.TEXT:
             continue
@@ -52,7 +53,9 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
 def main() -> None:
     app = web.Application()
     app.router.add_get("/", handle)
-    uvloop.run(web._run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, handle_signals=True))
+    uvloop.run(
+        web._run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, handle_signals=True)
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Benchmark clients written with this repo's SDK (``iii_worker``), same roles as clients.mjs.
 
-    python sdk_clients.py callee <url> <function_id>
-    python sdk_clients.py caller <url> <function_id> <connections> <inflight> <seconds> <warmup_s>
+python sdk_clients.py callee <url> <function_id>
+python sdk_clients.py caller <url> <function_id> <connections> <inflight> <seconds> <warmup_s>
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ async def callee(url: str, function_id: str) -> None:
     await worker.run_forever()
 
 
-async def caller(url: str, function_id: str, conns: int, inflight: int, seconds: float, warmup: float) -> None:
+async def caller(
+    url: str, function_id: str, conns: int, inflight: int, seconds: float, warmup: float
+) -> None:
     workers = [await iii_worker.connect(url, name=f"bench-caller-{i}") for i in range(conns)]
     latencies: list[float] = []
     state = {"measuring": False, "stop": False, "n": 0}
@@ -55,8 +57,18 @@ async def caller(url: str, function_id: str, conns: int, inflight: int, seconds:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
 
-    print(json.dumps({"calls": done, "seconds": elapsed, "calls_per_s": done / elapsed,
-                      "p50_us": pct(0.5), "p99_us": pct(0.99)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "calls": done,
+                "seconds": elapsed,
+                "calls_per_s": done / elapsed,
+                "p50_us": pct(0.5),
+                "p99_us": pct(0.99),
+            }
+        ),
+        flush=True,
+    )
     for w in workers:
         await w.close()
 

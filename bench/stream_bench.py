@@ -1,62 +1,38 @@
 """Stream fan-out benchmark: ``stream::set`` → N subscribed WebSocket clients.
 
-Starts an engine with the stream module (SQLite in memory) in this process and N plain
-WebSocket clients (``websockets``) in a child process, all joined to one group.  A worker calls
-``stream::set`` M times (``--rate`` per second, 0 = as fast as the calls return); each value
-carries its send time.  Reported: deliveries per second (all clients, first set to last
-delivery) and set→delivery latency p50/p99 over every delivery.
+The engine (stream module, SQLite in memory) runs in this process.  The load is Node (``ws``,
+``bench/stream_clients.mjs``) so the clients are not what gets measured: N subscribers split
+over ``--procs`` processes, all joined to one group, and a producer worker on the raw protocol
+calling ``stream::set`` with its send time inside the item.  Each rate is one run (fresh group,
+fresh clients): a fixed rate (open loop) and ``max`` (``--inflight`` sets outstanding).
 
-    python bench/stream_bench.py --clients 1000 --events 200 --rate 50
+Reported per run: sets/s achieved, deliveries/s (every client; first set to last delivery),
+set→delivery latency p50/p99 over every delivery, deliveries missing and clients cut off.
+
+    cd bench && npm install   # once (ws)
+    python bench/stream_bench.py                      # 1000 clients, 100 sets/s and max
+    python bench/stream_bench.py --rates 50 200 0 --events 2000 --profile /tmp/stream.prof
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import json
+import os
+import pstats
+import shutil
 import sys
-import time
+from typing import Any
 
-WS_OPTS = {"max_size": None, "max_queue": None}
-
-
-async def clients_main(port: int, n: int, events: int) -> None:
-    import websockets
-
-    sockets = []
-    for start in range(0, n, 100):
-        batch = await asyncio.gather(
-            *(
-                websockets.connect(f"ws://127.0.0.1:{port}/", **WS_OPTS)
-                for _ in range(min(100, n - start))
-            )
-        )
-        sockets.extend(batch)
-    for i, ws in enumerate(sockets):
-        join = {"subscriptionId": f"s{i}", "streamName": "bench", "groupId": "g"}
-        await ws.send(json.dumps({"type": "join", "data": join}))
-    await asyncio.gather(*(ws.recv() for ws in sockets))  # the syncs
-    print("READY", flush=True)
-    latencies: list[float] = []
-    last = 0.0
-
-    async def read(ws: object) -> None:
-        nonlocal last
-        for _ in range(events):
-            msg = json.loads(await ws.recv())  # type: ignore[attr-defined]
-            now = time.time()
-            latencies.append(now - msg["event"]["data"]["t"])
-            last = max(last, now)
-
-    await asyncio.wait_for(asyncio.gather(*(read(ws) for ws in sockets)), 600)
-    print(json.dumps({"latencies": latencies, "last": last}), flush=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENTS = os.path.join(HERE, "stream_clients.mjs")
 
 
-async def bench(n: int, events: int, rate: float) -> dict[str, float]:
-    from iii_core.testing import raw_worker, running_engine
-
-    config = {
+def engine_config() -> dict[str, Any]:
+    return {
         "modules": [
             {
                 "class": "modules::stream::StreamModule",
@@ -70,74 +46,148 @@ async def bench(n: int, events: int, rate: float) -> dict[str, float]:
             }
         ]
     }
-    async with running_engine(config) as engine, raw_worker(engine) as w:
-        module = engine.modules[-1]
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--child",
-            str(module.port),
-            "--clients",
-            str(n),
-            "--events",
-            str(events),
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 26,  # the child's report is one long JSON line
+
+
+async def node(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        "node",
+        CLIENTS,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=1 << 24,  # a report is one JSON line
+    )
+
+
+async def line(proc: asyncio.subprocess.Process, timeout: float) -> bytes:
+    assert proc.stdout is not None
+    out = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not out:
+        raise RuntimeError(f"benchmark client exited early (code {await proc.wait()})")
+    return out
+
+
+def percentile(hist: dict[int, int], total: int, p: float) -> float:
+    """The ``p`` quantile in ms of a histogram of 10 µs buckets."""
+    rank = min(total - 1, int(total * p))
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen > rank:
+            return bucket / 100
+    return float("nan")
+
+
+async def run(
+    engine: Any, port: int, args: argparse.Namespace, rate: float, run_no: int
+) -> dict[str, Any]:
+    group = f"g{run_no}"
+    per = [args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)]
+    subs = [
+        await node(
+            "subscribers", f"ws://127.0.0.1:{port}/", str(n), str(args.events), "bench", group
         )
-        assert child.stdout is not None
-        line = await asyncio.wait_for(child.stdout.readline(), 300)
-        assert line.strip() == b"READY", line
-        first = time.time()
-        for i in range(events):
-            data = {"i": i, "t": time.time()}
-            await w.call(
-                "stream::set",
-                {"stream_name": "bench", "group_id": "g", "item_id": str(i % 50), "data": data},
-            )
-            if rate:
-                await asyncio.sleep(max(0.0, first + (i + 1) / rate - time.time()))
-        result = json.loads(await asyncio.wait_for(child.stdout.readline(), 600))
-        await child.wait()
-    lat = sorted(result["latencies"])
-    total = len(lat)
-    elapsed = result["last"] - first
+        for n in per
+        if n
+    ]
+    try:
+        for proc in subs:
+            assert (await line(proc, 120)).strip() == b"ready"
+        producer = await node(
+            "producer",
+            f"ws://127.0.0.1:{engine.port}",
+            str(args.events),
+            str(rate),
+            str(args.inflight),
+            "bench",
+            group,
+        )
+        produced = json.loads(await line(producer, 600))
+        await producer.wait()
+        # Deliveries still in flight get a grace period, then the clients report what arrived.
+        reports: list[dict[str, Any]] = []
+        for proc in subs:
+            try:
+                reports.append(json.loads(await line(proc, args.grace)))
+            except TimeoutError:
+                assert proc.stdin is not None
+                proc.stdin.write(b"stop\n")
+                reports.append(json.loads(await line(proc, 30)))
+    finally:
+        for proc in subs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            await proc.wait()
+    hist: dict[int, int] = {}
+    for r in reports:
+        for bucket, count in r["hist"]:
+            hist[bucket] = hist.get(bucket, 0) + count
+    total = sum(r["received"] for r in reports)
+    last = max((r["last_us"] for r in reports if r["received"]), default=produced["start_us"])
+    seconds = max(1e-6, (last - produced["start_us"]) / 1e6)
     return {
-        "clients": n,
-        "events": events,
+        "asked": "max" if not rate else f"{rate:g}",
+        "sets_per_s": produced["sets_per_s"],
         "deliveries": total,
-        "seconds": elapsed,
-        "rate": total / elapsed,
-        "p50_ms": lat[total // 2] * 1000,
-        "p99_ms": lat[min(total - 1, int(total * 0.99))] * 1000,
+        "missing": args.clients * args.events - total,
+        "cut_off": sum(r["closed"] for r in reports),
+        "seconds": seconds,
+        "deliveries_per_s": total / seconds,
+        "p50_ms": percentile(hist, total, 0.5) if total else float("nan"),
+        "p99_ms": percentile(hist, total, 0.99) if total else float("nan"),
     }
 
 
+async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from iii_core.testing import running_engine
+
+    rows = []
+    async with running_engine(engine_config()) as engine:
+        module = engine.modules[-1]
+        for run_no, rate in enumerate(args.rates):
+            profiler = cProfile.Profile() if args.profile and not rate else None
+            if profiler:
+                profiler.enable()
+            rows.append(await run(engine, module.port, args, rate, run_no))
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        slow = module.server.index.slow_clients_disconnected
+    if slow:
+        print(f"warning: the module cut off {slow} slow clients", file=sys.stderr)
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="iii stream fan-out benchmark")
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--events", type=int, default=200)
-    parser.add_argument("--rate", type=float, nargs="*", default=[0, 20], help="sets/s; 0 = max")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description="iii stream fan-out benchmark (Node clients)")
+    parser.add_argument("--clients", type=int, default=1000, help="subscribed WebSocket clients")
+    parser.add_argument("--procs", type=int, default=2, help="Node processes for the clients")
+    parser.add_argument("--events", type=int, default=500, help="stream::set calls per run")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[100, 0], help="sets/s per run; 0 = max"
+    )
+    parser.add_argument("--inflight", type=int, default=16, help="sets outstanding at max rate")
+    parser.add_argument("--grace", type=float, default=60, help="s to wait for late deliveries")
+    parser.add_argument("--profile", help="cProfile the engine during max-rate runs into FILE")
     args = parser.parse_args()
-    if args.child:
-        asyncio.run(clients_main(args.child, args.clients, args.events))
-        return
-    rows = [
-        asyncio.run(bench(args.clients, args.events, rate)) | {"set_rate": rate}
-        for rate in args.rate
-    ]
-    print(f"\niii stream fan-out: {args.clients} WebSocket clients on one group\n")
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(HERE, "node_modules", "ws")):
+        sys.exit("needs Node 20 and ws: cd bench && npm install")
+    rows = asyncio.run(bench(args))
+    print(f"\niii stream fan-out: {args.clients} WebSocket clients on one group, ", end="")
+    print(f"{args.events} stream::set per run, {os.cpu_count()} CPUs\n")
     head = (
-        f"{'sets/s asked':>12} {'events':>7} {'deliveries':>11} {'seconds':>8} "
+        f"{'sets/s asked':>12} {'sets/s':>8} {'deliveries':>11} {'missing':>8} {'cut off':>8} "
         f"{'deliv/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
     )
     print(head)
     print("-" * len(head))
     for r in rows:
-        asked = "max" if not r["set_rate"] else f"{r['set_rate']:g}"
         print(
-            f"{asked:>12} {r['events']:>7} {r['deliveries']:>11} {r['seconds']:>8.2f} "
-            f"{r['rate']:>10.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}"
+            f"{r['asked']:>12} {r['sets_per_s']:>8.0f} {r['deliveries']:>11} {r['missing']:>8} "
+            f"{r['cut_off']:>8} {r['deliveries_per_s']:>10.0f} {r['p50_ms']:>8.2f} "
+            f"{r['p99_ms']:>8.2f}"
         )
 
 

@@ -134,11 +134,6 @@ async def test_malformed_requests_and_huge_bodies(engine_factory: Any) -> None:
         assert engine.workers.active_count() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="iii-rest: RecursionError from a deeply nested JSON body "
-    "escapes parse_json_body (500); catch it like DecodeError",
-)
 async def test_deeply_nested_json_body_is_not_a_server_error(engine_factory: Any) -> None:
     config = {"modules": [{"class": REST, "config": {"port": 0}}]}
     async with engine_factory(config) as engine, raw_worker(engine) as a:
@@ -155,11 +150,6 @@ async def test_deeply_nested_json_body_is_not_a_server_error(engine_factory: Any
         assert int(reply.split(b" ", 2)[1]) < 500, reply[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="iii-rest (uvicorn): no timeout for an unfinished request "
-    "head, so slow clients can hold connections open (slowloris)",
-)
 async def test_unfinished_request_head_is_closed(engine_factory: Any) -> None:
     config = {"modules": [{"class": REST, "config": {"port": 0}}]}
     async with engine_factory(config) as engine:

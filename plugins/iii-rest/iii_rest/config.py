@@ -1,9 +1,9 @@
 """Configuration of the HTTP API module (``modules::rest_api::RestApiModule``).
 
 Keys follow the reference engine (``port``, ``host``, ``default_timeout``,
-``concurrency_request_limit``, ``cors``); ``server``, ``max_body_bytes`` and
-``stream_warning_ms`` are this project's additions.  Unknown keys are rejected by
-:func:`iii_core.structure`.
+``concurrency_request_limit``, ``cors``); ``server``, ``max_body_bytes``,
+``stream_warning_ms`` and ``header_timeout`` are this project's additions.  Unknown keys
+are rejected by :func:`iii_core.structure`.
 """
 
 from __future__ import annotations
@@ -48,3 +48,6 @@ class RestApiConfig:
     """Largest request body accepted (JSON or streamed); a larger one gets 413."""
     stream_warning_ms: int = attrs.field(default=1000, validator=_positive)
     """After a null return, warn when the response channel is still unopened this long."""
+    header_timeout: int = attrs.field(default=5000, validator=_positive)
+    """Milliseconds a client may take to send a request head (slowloris guard); then the
+    connection is closed.  On Hypercorn this is its keep-alive timeout, which covers both."""

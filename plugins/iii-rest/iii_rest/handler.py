@@ -70,6 +70,37 @@ def _discard(task: asyncio.Task[Any] | None) -> None:
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
+class _Waker:
+    """One future that every event of a request completes: the call's end, the body pump's end,
+    the deadline, and an item arriving on the ``response`` channel.
+
+    The request waits on it instead of racing a task per event with ``asyncio.wait`` (the hot
+    path's cost).  The channel is watched with ``Channel.on_item``, a one-shot callback on the
+    next item sent.
+    """
+
+    __slots__ = ("_channel", "_loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, channel: Channel) -> None:
+        self._loop = loop
+        self._channel = channel
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def __call__(self, *_: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self) -> None:
+        if self.future.done():
+            self.future = self._loop.create_future()
+        self._channel.on_item(self)
+        await self.future
+
+    def disarm(self) -> None:
+        """Stop waiting: the request streams the channel itself from now on."""
+        self()
+
+
 class HttpHandler:
     """The ASGI app behind every ``http`` trigger route."""
 
@@ -243,15 +274,6 @@ class HttpHandler:
         finally:
             channel.close_nowait()
 
-    @staticmethod
-    async def _first_item(channel: Channel, head: StreamHead) -> bytes | None:
-        """Apply control items until the first body chunk (or the writer's close: None)."""
-        while True:
-            item = await channel.receive()
-            if item is None or isinstance(item, bytes):
-                return item
-            head.control(item)
-
     async def _invoke(
         self,
         route: Route,
@@ -283,28 +305,21 @@ class HttpHandler:
         data["response"] = response_channel.ref("write")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        head = StreamHead()
-        pump = None if json_request else asyncio.ensure_future(self._pump(receive, body_channel))
+        waker = _Waker(loop, response_channel)
         call = asyncio.ensure_future(
             self.engine.call(route.function_id, data, traceparent=traceparent)
         )
-        first = asyncio.ensure_future(self._first_item(response_channel, head))
-        waiting: set[asyncio.Future[Any]] = {call, first}
-        if pump is not None:
-            waiting.add(pump)
-        warn_at: float | None = None
+        call.add_done_callback(waker)
+        pump = None
+        if not json_request:
+            pump = asyncio.ensure_future(self._pump(receive, body_channel))
+            pump.add_done_callback(waker)
+        timers = [loop.call_at(deadline, waker)]
+        returned_null = False
+        head = StreamHead()
         try:
             while True:
-                now = loop.time()
-                if now >= deadline:
-                    await _respond(send, 504)
-                    return 504
-                wake = deadline if warn_at is None else min(deadline, warn_at)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=max(wake - now, 0), return_when=asyncio.FIRST_COMPLETED
-                )
-                if call in done:
-                    waiting.discard(call)
+                if not returned_null and call.done():
                     exc = call.exception()
                     if exc is not None:
                         await self._error(send, route, method, headers, exc, "function")
@@ -314,34 +329,51 @@ class HttpHandler:
                         status, payload, out_headers = direct(value)
                         await _respond(send, status, payload, out_headers)
                         return status
-                    if first not in done and not response_channel.sender_claimed:
-                        warn_at = loop.time() + self.config.stream_warning_ms / 1000
-                if first in done:
-                    await self._stream(send, receive, head, first.result(), response_channel, pump)
-                    return head.status
-                if pump is not None and pump in done:
-                    waiting.discard(pump)
+                    returned_null = True
+                    if not response_channel.sender_claimed:
+                        warn = self.config.stream_warning_ms / 1000
+                        timers.append(
+                            loop.call_later(
+                                warn, self._warn_unopened, route, method, response_channel
+                            )
+                        )
+                # Control items set the head; the response starts at the first body chunk
+                # or when the writer closes.
+                while len(response_channel):
+                    item = await response_channel.receive()
+                    if item is None or isinstance(item, bytes):
+                        waker.disarm()
+                        await self._stream(send, receive, head, item, response_channel, pump)
+                        return head.status
+                    head.control(item)
+                if pump is not None and pump.done():
                     if isinstance(pump.exception(), BodyTooLarge):
                         await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
                         return 413
                     pump = None
-                if warn_at is not None and loop.time() >= warn_at:
-                    warn_at = None
-                    if not response_channel.sender_claimed:
-                        log.warning(
-                            "function %s (HTTP %s %s) returned nothing and has not opened its "
-                            "'response' channel; the request gets 504 after %d ms unless it does",
-                            route.function_id,
-                            method,
-                            route.api_path_as_given,
-                            self.config.default_timeout,
-                        )
+                if loop.time() >= deadline:
+                    await _respond(send, 504)
+                    return 504
+                await waker.wait()
         finally:
+            waker.disarm()
+            for timer in timers:
+                timer.cancel()
             _discard(call)
-            _discard(first)
             _discard(pump)
             channels.remove(body_channel.id)
             channels.remove(response_channel.id)
+
+    def _warn_unopened(self, route: Route, method: str, channel: Channel) -> None:
+        if not channel.sender_claimed:
+            log.warning(
+                "function %s (HTTP %s %s) returned nothing and has not opened its "
+                "'response' channel; the request gets 504 after %d ms unless it does",
+                route.function_id,
+                method,
+                route.api_path_as_given,
+                self.config.default_timeout,
+            )
 
     async def _stream(
         self,

@@ -65,7 +65,11 @@ class RestApiModule(Module):
     async def initialize(self) -> None:
         await self.engine.register_trigger_type(TRIGGER_TYPE, "HTTP API route", self)
         self._server = create_server(
-            self.config.server, self.app, self.config.host, self.config.port
+            self.config.server,
+            self.app,
+            self.config.host,
+            self.config.port,
+            self.config.header_timeout / 1000,
         )
         self.port = self._server.port
         await self._server.start()

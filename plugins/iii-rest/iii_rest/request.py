@@ -62,12 +62,13 @@ def is_json(headers: dict[str, str]) -> bool:
 
 
 def parse_json_body(body: bytes) -> Any:
-    """Parsed JSON, or None when empty or invalid."""
+    """Parsed JSON, or None when empty or invalid (as in the reference, where an unparsable body
+    reaches the function as ``null``); nesting too deep to decode counts as invalid."""
     if not body:
         return None
     try:
         return _decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         return None
 
 

@@ -38,22 +38,61 @@ class HttpServer(Protocol):
     async def stop(self) -> None: ...
 
 
+def head_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a deadline for each request head.
+
+    uvicorn times out idle keep-alive connections only: a client that starts a request and never
+    finishes its headers (slowloris) holds the connection forever.  The timer starts when the
+    connection opens and at the first byte of each later request, and stops when the head is
+    complete; when it fires the connection is closed.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeadTimeoutProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
+
+        def on_headers_complete(self) -> None:
+            self._cancel_head_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                log.debug("closing a connection whose request head took over %g s", seconds)
+                self.transport.close()
+
+    return HeadTimeoutProtocol
+
+
 class UvicornServer:
     """uvicorn with httptools (its C parser) on the running loop (uvloop under ``iii``)."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int, header_timeout: float) -> None:
         import uvicorn
 
         self._sock = bind(host, port)
         self.port: int = self._sock.getsockname()[1]
-        http = "httptools"
-        try:
-            import httptools  # noqa: F401
-        except ImportError:  # pragma: no cover - httptools is a dependency via uvicorn[standard]
-            http = "h11"
         self._config = uvicorn.Config(
             app,
-            http=http,
+            http=head_timeout_protocol(header_timeout),
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -88,7 +127,7 @@ class UvicornServer:
 class HypercornServer:
     """Hypercorn (HTTP/1.1 and h2c) on the running loop."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int, header_timeout: float) -> None:
         from hypercorn.config import Config
 
         sock = bind(host, port)
@@ -100,6 +139,9 @@ class HypercornServer:
         self._config.errorlog = log
         self._config.graceful_timeout = 2
         self._config.include_server_header = False
+        # Hypercorn's keep-alive timer runs until a request head is complete, so it is also the
+        # slowloris guard.
+        self._config.keep_alive_timeout = header_timeout
         self._app = app
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -130,7 +172,7 @@ class HypercornServer:
                 log.warning("hypercorn stopped with an error: %s", exc)
 
 
-def create_server(kind: str, app: Any, host: str, port: int) -> HttpServer:
+def create_server(kind: str, app: Any, host: str, port: int, header_timeout: float) -> HttpServer:
     if kind == "hypercorn":
-        return HypercornServer(app, host, port)
-    return UvicornServer(app, host, port)
+        return HypercornServer(app, host, port, header_timeout)
+    return UvicornServer(app, host, port, header_timeout)

@@ -376,3 +376,38 @@ async def test_json_request_channel_stays_open_until_response(rest: Any) -> None
         await route(w, "j.fn", handler, "j", "POST", engine)
         assert (await http.post("/j", json={})).json() == "open"
         assert json.loads((await http.post("/j", json={})).content) == "open"
+
+
+async def test_deeply_nested_json_body_reaches_route_as_null(rest: Any, server: str) -> None:
+    """Nesting too deep to decode is invalid JSON (``body: null``), not a server error."""
+    async with rest(server) as (engine, http), raw_worker(engine) as w:
+
+        async def echo(data: Any) -> Any:
+            return {"status_code": 200, "body": {"got": data["body"]}}
+
+        await route(w, "deep.echo", echo, "deep", "POST", engine)
+        deep = b"[" * 5000 + b"]" * 5000
+        r = await http.post("/deep", content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 200
+        assert r.json() == {"got": None}
+
+
+async def test_unfinished_request_head_is_closed(rest: Any, server: str) -> None:
+    """A client that never finishes its headers is disconnected after ``header_timeout``; a
+    complete request on another connection is served meanwhile."""
+    async with rest(server, header_timeout=500) as (engine, http), raw_worker(engine) as w:
+
+        async def ok(data: Any) -> Any:
+            return {"status_code": 200, "body": "ok"}
+
+        await route(w, "slow.ok", ok, "ok", "GET", engine)
+        port = rest_module(engine).port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /ok HTTP/1.1\r\nHost: x\r\n")
+            await writer.drain()
+            assert (await http.get("/ok")).json() == "ok"
+            # The server closes the connection (EOF) well before this test's own limit.
+            assert await asyncio.wait_for(reader.read(), 15) == b""
+        finally:
+            writer.close()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import shutil
 import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
+
+from iii_rest_testutil import rest_module
 
 from iii_core.testing import (
     published_node_sdk,
@@ -65,12 +70,41 @@ NODE_WORKER = textwrap.dedent(
     }))
     iii.registerTrigger({ type: 'http', function_id: 'node.stream',
                           config: { api_path: 'node/stream', http_method: 'GET' } })
+    // The seed's example, as written: api_path without a leading slash.
+    iii.registerFunction('hello', async (req) => ({
+      status_code: 200, body: { message: `hello ${req.body.name}` },
+    }))
+    iii.registerTrigger({ type: 'http', function_id: 'hello',
+                          config: { api_path: 'hello', http_method: 'POST' } })
     """
 )
 
 
 def _write(path: str, text: str) -> None:
     Path(path).write_text(text)
+
+
+async def _seed_curl(port: int) -> Any:
+    """The seed's command line, on the test's port instead of 3111."""
+    curl = shutil.which("curl")
+    assert curl is not None, "the seed example test needs curl"
+    proc = await asyncio.create_subprocess_exec(
+        curl,
+        "-sS",
+        "--fail-with-body",
+        "-X",
+        "POST",
+        f"localhost:{port}/hello",
+        "-d",
+        '{"name":"x"}',
+        "-H",
+        "content-type: application/json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (out, err)
+    return json.loads(out)
 
 
 def _routes_ready(engine: Any, *function_ids: str) -> bool:
@@ -110,8 +144,11 @@ async def test_published_node_sdk_streams_after_return(rest: Any, server: str) -
         async with rest(server) as (engine, http):
             with subprocess_worker(["node", script, f"ws://127.0.0.1:{engine.port}"], cwd=root):
                 await wait_until(
-                    lambda: _routes_ready(engine, "node.hello", "node.stream"), 60, "node routes"
+                    lambda: _routes_ready(engine, "node.hello", "node.stream", "hello"),
+                    60,
+                    "node routes",
                 )
+                assert await _seed_curl(rest_module(engine).port) == {"message": "hello x"}
                 r = await http.post("/node/hello/42", json={"name": "n"})
                 assert r.status_code == 200, r.text
                 assert r.json() == {"hello": "n", "via": "node", "id": "42"}

@@ -2,14 +2,16 @@
 
 One command, prints a table::
 
-    python plugins/iii-rest/bench_http.py [--seconds 5] [--concurrency 32]
-                                          [--servers uvicorn,hypercorn]
+    python bench/http_bench.py [--seconds 3] [--rounds 3] [--concurrency 32]
+                               [--servers uvicorn,hypercorn]
 
 For each server it starts, in separate processes: the engine (uvloop) with the HTTP API and an
 extra plain Starlette route ``/__plain`` on the same server that returns the same JSON without
 the engine; a raw-protocol Node worker (``ws`` from ``bench/node_modules``) serving ``bench.hello``
 behind an ``http`` trigger; and a Node load client (keep-alive, ``--concurrency`` connections).
-Reports requests/s, p50 and p99 of both routes and the ratio.  Not a test: nothing asserts a time.
+The two routes are measured in alternating rounds (the machine is shared, so load changes during
+a run); the table gives the median of the rounds for requests/s, p50 and p99, and the ratio of the
+median rates.  Not a test: nothing asserts a time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NODE_MODULES = HERE.parent.parent / "bench" / "node_modules"
+NODE_MODULES = HERE / "node_modules"
 BODY = {"hello": "world"}
 
 WORKER_JS = """
@@ -153,8 +156,15 @@ def load(tmp: str, url: str, seconds: float, concurrency: int) -> dict[str, floa
     return json.loads(out.stdout)
 
 
+def median(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median rate and latencies over the rounds; errors are summed."""
+    out = {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p50", "p99")}
+    out["errors"] = sum(r["errors"] for r in rounds)
+    return out
+
+
 def run(
-    server: str, seconds: float, concurrency: int, tmp: str
+    server: str, seconds: float, rounds: int, concurrency: int, tmp: str
 ) -> list[tuple[str, dict[str, float]]]:
     worker_port, http_port = free_port(), free_port()
     env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
@@ -166,14 +176,20 @@ def run(
         ):
             wait_http(f"{base}/hello")
             load(tmp, f"{base}/hello", 1, concurrency)  # warm-up
-            plain = load(tmp, f"{base}/__plain", seconds, concurrency)
-            engine = load(tmp, f"{base}/hello", seconds, concurrency)
-    return [("plain Starlette route", plain), ("http trigger → worker", engine)]
+            load(tmp, f"{base}/__plain", 1, concurrency)
+            plain: list[dict[str, float]] = []
+            engine: list[dict[str, float]] = []
+            for n in range(rounds):
+                order = [("__plain", plain), ("hello", engine)]
+                for path, out in order if n % 2 == 0 else order[::-1]:
+                    out.append(load(tmp, f"{base}/{path}", seconds, concurrency))
+    return [("plain Starlette route", median(plain)), ("http trigger → worker", median(engine))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=3, help="per route and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--servers", default="uvicorn,hypercorn")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
@@ -186,12 +202,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "worker.js").write_text(WORKER_JS)
         Path(tmp, "load.js").write_text(LOAD_JS)
-        print(f"{args.concurrency} keep-alive connections, {args.seconds:g} s per case\n")
+        print(
+            f"{args.concurrency} keep-alive connections, median of {args.rounds} alternating "
+            f"rounds of {args.seconds:g} s per route\n"
+        )
         print(
             f"{'server':<10} {'route':<24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
         )
         for server in args.servers.split(","):
-            rows = run(server, args.seconds, args.concurrency, tmp)
+            rows = run(server, args.seconds, args.rounds, args.concurrency, tmp)
             for name, r in rows:
                 print(
                     f"{server:<10} {name:<24} {r['rps']:>9.0f} {r['p50']:>8.2f} "
