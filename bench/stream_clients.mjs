@@ -82,8 +82,14 @@ async function subscribers() {
 async function producer() {
   const [events, rate, inflight] = rest.slice(0, 3).map(Number);
   const [stream, group] = rest.slice(3);
-  const ws = await connect(url);
-  await new Promise((resolve) => ws.once("message", resolve)); // workerregistered
+  // Attach the listener before the upgrade completes: workerregistered can arrive with it.
+  const ws = await new Promise((resolve, reject) => {
+    const sock = new WebSocket(url, { perMessageDeflate: false });
+    sock.once("error", reject);
+    sock.once("close", (code) => reject(new Error(`engine closed the producer (${code})`)));
+    sock.once("message", () => resolve(sock));
+  });
+  ws.removeAllListeners("close");
   const prefix = "00000000-0000-4000-8000-";
   let sent = 0;
   let done = 0;

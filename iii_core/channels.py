@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 from iii_core.errors import InvocationError
@@ -41,7 +42,14 @@ class Channel:
         self.sender_claimed = False
         self.receiver_claimed = False
         self.closed = False
-        self._queue: asyncio.Queue[ChannelItem | _EndOfStream] = asyncio.Queue(buffer_size)
+        self.receiver_done = False
+        """True once the receiving end has gone (see :meth:`abort`)."""
+        # Unbounded: ``send`` enforces ``buffer_size``, so that the end marker never waits for
+        # room nor pushes data out.
+        self._queue: asyncio.Queue[ChannelItem | _EndOfStream] = asyncio.Queue()
+        self._space: asyncio.Future[None] | None = None
+        """Set while a sender waits for room; resolved by ``receive`` and by ``abort``."""
+        self._on_item: Callable[[], object] | None = None
 
     def ref(self, direction: str) -> dict[str, str]:
         """The ``StreamChannelRef`` a worker uses to open one end."""
@@ -60,30 +68,64 @@ class Channel:
         return True
 
     async def send(self, item: ChannelItem) -> None:
-        if self.closed:
-            raise InvocationError("channel is closed", code="channel_closed")
-        await self._queue.put(item)
+        """Queue one item; wait while the buffer is full; raise once the channel is closed
+        (by its sender, or by :meth:`abort` when the receiving side is gone)."""
+        queue = self._queue
+        while True:
+            if self.closed:
+                raise InvocationError("channel is closed", code="channel_closed")
+            if queue.qsize() < self.buffer_size:
+                queue.put_nowait(item)
+                if self._on_item is not None:
+                    self._notify()
+                return
+            space = self._space
+            if space is None or space.done():
+                space = self._space = asyncio.get_running_loop().create_future()
+            await space
 
     async def close(self) -> None:
         """End of stream: the receiver sees ``None`` once the buffer drains."""
-        if not self.closed:
-            self.closed = True
-            await self._queue.put(_EOF)
+        self.close_nowait()
 
     def close_nowait(self) -> None:
         if self.closed:
             return
         self.closed = True
-        try:
-            self._queue.put_nowait(_EOF)
-        except asyncio.QueueFull:
-            # Make room for the end marker: a receiver that is gone will never drain it.
-            self._queue.get_nowait()
-            self._queue.put_nowait(_EOF)
+        self._queue.put_nowait(_EOF)
+        if self._on_item is not None:
+            self._notify()
+
+    def on_item(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once, when the next item (or the end of stream) is queued.
+
+        An in-process reader (the REST module's request loop) waits on one future for several
+        events this way, instead of running a task per ``receive``.
+        """
+        self._on_item = callback
+
+    def _notify(self) -> None:
+        callback = self._on_item
+        self._on_item = None
+        if callback is not None:
+            callback()
+
+    def abort(self) -> None:
+        """The receiving side is gone: end the stream and fail a sender waiting for room."""
+        self.receiver_done = True
+        self.close_nowait()
+        self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        space = self._space
+        if space is not None and not space.done():
+            space.set_result(None)
 
     async def receive(self) -> ChannelItem | None:
         """The next item, or ``None`` at end of stream."""
         item = await self._queue.get()
+        if self._space is not None:
+            self._wake_sender()
         if isinstance(item, _EndOfStream):
             self._queue.put_nowait(_EOF)  # keep reporting end of stream
             return None
@@ -130,7 +172,7 @@ class ChannelManager:
     def remove(self, channel_id: str) -> None:
         channel = self._channels.pop(channel_id, None)
         if channel is not None:
-            channel.close_nowait()
+            channel.abort()
 
     def remove_owned_by(self, worker_id: str) -> None:
         for channel in list(self._channels.values()):

@@ -168,6 +168,19 @@ class InvocationRouter:
         """Handle ``invokefunction`` sent by ``caller``."""
         function_id = msg.function_id
         caller_id = msg.invocation_id
+        # Checked before any action: ``enqueue`` runs the function later, ``void`` answers now.
+        allowed = caller.allowed_functions
+        if allowed is not None and function_id not in allowed and not _is_engine_id(function_id):
+            if caller_id is not None:
+                self._reply(
+                    caller,
+                    caller_id,
+                    function_id,
+                    None,
+                    _error("forbidden", f"Worker may not call {function_id}"),
+                    None,
+                )
+            return
         action = msg.action
         if action is not None:
             kind = action.get("type")
@@ -182,18 +195,6 @@ class InvocationRouter:
             elif kind is not None:
                 self._run_action(caller, msg, str(kind), action)
                 return
-        allowed = caller.allowed_functions
-        if allowed is not None and function_id not in allowed and not _is_engine_id(function_id):
-            if caller_id is not None:
-                self._reply(
-                    caller,
-                    caller_id,
-                    function_id,
-                    None,
-                    _error("forbidden", f"Worker may not call {function_id}"),
-                    None,
-                )
-            return
         entry = self.functions.get(function_id)
         if entry is None:
             if self.remote_router is not None and self.remote_router.has_function(function_id):

@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from iii_core import protocol
 from iii_core.auth import Authenticator, AuthRefused
+from iii_core.errors import InvocationError
 from iii_core.protocol import WorkerRegistered
 from iii_core.worker_messages import WorkerMessages
 
@@ -266,7 +267,10 @@ class WorkerServer:
                 await self._channel_reader(ws, channel)
         finally:
             self.sockets.discard(ws)
-            if channel.sender_claimed and channel.receiver_claimed and direction == "read":
+            if direction == "read":
+                # The receiving end is gone: a writer still sending must fail, not hang.
+                channel.abort()
+            if channel.sender_claimed and channel.receiver_claimed and channel.receiver_done:
                 self.engine.channels.release(channel)
         return ws
 
@@ -281,17 +285,22 @@ class WorkerServer:
                     await channel.send(msg.data)
                 elif msg.type is WSMsgType.ERROR:
                     break
+        except InvocationError:  # the reader is gone (channel_closed)
+            await ws.close()
         finally:
             await channel.close()
 
     @staticmethod
     async def _channel_reader(ws: web.WebSocketResponse, channel: Any) -> None:
-        while True:
-            item = await channel.receive()
-            if item is None:
-                break
-            if isinstance(item, str):
-                await ws.send_str(item)
-            else:
-                await ws.send_bytes(item)
+        try:
+            while True:
+                item = await channel.receive()
+                if item is None:
+                    break
+                if isinstance(item, str):
+                    await ws.send_str(item)
+                else:
+                    await ws.send_bytes(item)
+        except ConnectionError:  # the reading peer went away
+            return
         await ws.close()

@@ -75,3 +75,15 @@ async def test_reader_socket_gone_closes_a_blocked_writer(engine_factory: Any) -
             with contextlib.suppress(Exception):
                 await ws_w.close()
         await wait_until(lambda: len(engine._server.sockets) == 1, 10, "channel sockets closed")
+
+
+async def test_on_item_fires_once_for_the_next_item_or_the_end() -> None:
+    channel = ChannelManager().create(4)
+    calls: list[str] = []
+    channel.on_item(lambda: calls.append("first"))
+    await channel.send("a")
+    await channel.send("b")
+    assert calls == ["first"]
+    channel.on_item(lambda: calls.append("eof"))
+    channel.close_nowait()
+    assert calls == ["first", "eof"]

@@ -88,6 +88,7 @@ class StreamServer:
         return self.port
 
     async def close(self) -> None:
+        self.index.flush()  # events already accepted go out before the close frames
         for ws in list(self.sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine shutting down")
         if self._runner is not None:

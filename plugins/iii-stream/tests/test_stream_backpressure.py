@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import websockets
@@ -84,3 +85,39 @@ async def test_thousands_of_subscribers_on_one_group(stream_engine):
         finally:
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         await wait_until(lambda: module.server.index.count == 0, timeout=30, what="cleanup")
+
+
+async def test_burst_reaches_every_client_in_one_order(stream_engine):
+    # Concurrent sets are fanned out in batches (one write per client per loop iteration):
+    # every subscriber must still get every event, in the same order as every other one,
+    # and a second subscription of the same connection gets its own copies in that order.
+    n_clients, n_sets = 50, 40
+    async with (
+        stream_engine() as (engine, module),
+        raw_worker(engine) as w,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        clients = [
+            await stack.enter_async_context(stream_client(module.port)) for _ in range(n_clients)
+        ]
+        for i, c in enumerate(clients):
+            await c.join(f"s{i}", "burst", "g")
+            assert (await c.recv())["event"]["type"] == "sync"
+        await clients[0].join("item", "burst", "g", "7")
+        assert (await clients[0].recv())["event"]["type"] == "sync"
+        await asyncio.gather(
+            *(
+                w.call(
+                    "stream::set",
+                    {"stream_name": "burst", "group_id": "g", "item_id": str(k), "data": k},
+                )
+                for k in range(n_sets)
+            )
+        )
+        orders = [[(await c.recv(30))["id"] for _ in range(n_sets)] for c in clients[1:]]
+        assert sorted(orders[0]) == sorted(str(k) for k in range(n_sets))
+        assert all(order == orders[0] for order in orders)
+        first = [(await clients[0].recv(30))["id"] for _ in range(n_sets + 1)]
+        assert [i for i in first if i != "7"] == [i for i in orders[0] if i != "7"]
+        assert first.count("7") == 2
+        assert module.server.index.delivered_total >= n_clients * n_sets + 1
