@@ -28,6 +28,26 @@ _ENV_PATTERN: Final = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
+class _InvalidValue(ValueError):
+    """Raised by field validators; its message names the key and the value."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0:
+        raise _InvalidValue(f"key {attribute.name!r}: must be a positive integer (got {value!r})")
+
+
+def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise _InvalidValue(f"key {attribute.name!r}: must be zero or more (got {value!r})")
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
 @attrs.define(frozen=True)
 class ModuleEntry:
     """One ``modules:`` item: a class string and its module-specific config."""
@@ -49,7 +69,7 @@ class AuthConfig:
 
     tokens_env: list[str] = attrs.field(factory=list)
     auth_function_id: str | None = None
-    auth_timeout_ms: int = 5000
+    auth_timeout_ms: int = attrs.field(default=5000, validator=_positive)
 
 
 @attrs.define(frozen=True)
@@ -58,17 +78,19 @@ class EngineConfig:
 
     port: int = DEFAULT_PORT
     host: str = "127.0.0.1"
-    invocation_timeout_ms: int | None = None
-    shutdown_grace_ms: int = 10_000
-    max_message_bytes: int = 64 * MIB
-    max_connections: int = 10_000
+    invocation_timeout_ms: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
+    shutdown_grace_ms: int = attrs.field(default=10_000, validator=_not_negative)
+    max_message_bytes: int = attrs.field(default=64 * MIB, validator=_positive)
+    max_connections: int = attrs.field(default=10_000, validator=_positive)
     #: listen(2) backlog of the worker socket (the kernel caps it at net.core.somaxconn); aiohttp's
     #: default of 128 overflows when hundreds of workers connect at once, costing each dropped
     #: SYN a 1 s retransmit.
-    listen_backlog: int = 1024
-    max_pending_per_worker: int = 10_000
-    send_queue_size: int = 4096
-    max_channels: int = 10_000
+    listen_backlog: int = attrs.field(default=1024, validator=_positive)
+    max_pending_per_worker: int = attrs.field(default=10_000, validator=_positive)
+    send_queue_size: int = attrs.field(default=4096, validator=_positive)
+    max_channels: int = attrs.field(default=10_000, validator=_positive)
     compression: Literal["off", "deflate"] = "off"
     auth: AuthConfig | None = None
     modules: list[ModuleEntry] | None = None
@@ -115,6 +137,9 @@ def _describe(exc: BaseException, data: Any) -> str:
         )
         return f"unknown key(s) {keys} (allowed: {allowed})"
     if isinstance(exc, BaseExceptionGroup):
+        invalid = [str(leaf) for leaf in _leaves(exc) if isinstance(leaf, _InvalidValue)]
+        if invalid:
+            return "; ".join(invalid)
         messages = []
         for line in cattrs.transform_error(exc):
             if "extra fields found" not in line:

@@ -85,6 +85,7 @@ class Engine:
             observers=self.observers,
         )
         self.modules: list[Module] = []
+        self._to_shut_down: list[Module] = []
         self.protocol_errors_total = 0
         self.port: int | None = None
         self.external_function_registrar: ExternalFunctionRegistrar | None = None
@@ -443,11 +444,17 @@ class Engine:
                 "it can register and call functions (set 'auth' in the config)",
                 self.config.host,
             )
-        for entry, module in created:
-            await module.initialize()
-            self.modules.append(module)
-            log.debug("module %s initialised", entry.class_name)
-        self.port = await self._server.start(self.config.host, self.config.port)
+        try:
+            for entry, module in created:
+                # Listed first: a module that fails half-way still gets its shutdown.
+                self.modules.append(module)
+                self._to_shut_down.append(module)
+                await module.initialize()
+                log.debug("module %s initialised", entry.class_name)
+            self.port = await self._server.start(self.config.host, self.config.port)
+        except BaseException:
+            await self._shutdown_modules()
+            raise
         for module in self.modules:
             self.spawn(module.run(), name=f"module {type(module).__name__}")
         self.spawn(self._sweep_channels(), name="channel sweeper")
@@ -486,11 +493,7 @@ class Engine:
                 len(self.router.pending),
             )
         self.router.stop_all("Invocation stopped: engine shutting down")
-        for module in reversed(self.modules):
-            try:
-                await asyncio.wait_for(module.shutdown(), 5.0)
-            except Exception as exc:
-                log.error("module %s failed to shut down: %s", type(module).__name__, exc)
+        await self._shutdown_modules()
         if server is not None:
             await server.close()
         tasks = list(self._tasks)
@@ -501,6 +504,15 @@ class Engine:
         if self._functions_changed is not None:
             self._functions_changed.cancel()
         log.info("iii engine stopped")
+
+    async def _shutdown_modules(self) -> None:
+        """Shut modules down in reverse start order, each within 5 s."""
+        while self._to_shut_down:
+            module = self._to_shut_down.pop()
+            try:
+                await asyncio.wait_for(module.shutdown(), 5.0)
+            except Exception as exc:  # one module's failure must not block the others
+                log.error("module %s failed to shut down: %s", type(module).__name__, exc)
 
     # ------------------------------------------------------------------ gauges
 

@@ -47,6 +47,10 @@ def test_unset_variable_without_default_names_file_and_line(
         ("modules: [{class: a, config: [1]}]", r"modules\[0\].config: expected a mapping"),
         ("- 1", r"top level must be a mapping"),
         ("port: [", r"not valid YAML"),
+        ("send_queue_size: 0", r"key 'send_queue_size': must be a positive integer \(got 0\)"),
+        ("shutdown_grace_ms: -5", r"key 'shutdown_grace_ms': must be zero or more \(got -5\)"),
+        ("invocation_timeout_ms: 0", r"key 'invocation_timeout_ms': must be a positive"),
+        ("auth: {auth_timeout_ms: 0}", r"key 'auth_timeout_ms': must be a positive"),
     ],
 )
 def test_errors_name_the_key_and_value(text: str, message: str) -> None:

@@ -183,3 +183,46 @@ async def test_data_channel_http_errors(engine_factory: Any) -> None:
             assert (await client.get(f"{base}?key=x&dir=sideways")).status_code == 400
             r = await client.get(f"{base}?key=wrong&dir=write")
             assert r.status_code == 404 and r.text == "Channel not found"
+
+
+async def test_a_module_failing_to_initialise_shuts_down_the_others() -> None:
+    import pytest
+
+    from iii_core.engine import Engine
+    from iii_core.module import Module
+    from iii_core.testing import make_config
+
+    events: list[str] = []
+
+    class Good(Module):
+        async def initialize(self) -> None:
+            events.append("good up")
+
+        async def shutdown(self) -> None:
+            events.append("good down")
+
+    class Bad(Module):
+        async def initialize(self) -> None:
+            raise RuntimeError("cannot bind")
+
+        async def shutdown(self) -> None:
+            events.append("bad down")
+
+    engine = Engine(make_config())
+    engine.plugins.load()
+    original = engine.plugins.create_module
+
+    def create(entry: Any, eng: Engine) -> Module:
+        if entry.class_name == "test::Good":
+            return Good(eng, None)
+        if entry.class_name == "test::Bad":
+            return Bad(eng, None)
+        return original(entry, eng)
+
+    engine.plugins.create_module = create  # type: ignore[method-assign]
+    from iii_core.config import ModuleEntry
+
+    engine.config = make_config(modules=[ModuleEntry("test::Good"), ModuleEntry("test::Bad")])
+    with pytest.raises(RuntimeError, match="cannot bind"):
+        await engine.start()
+    assert events == ["good up", "bad down", "good down"]
