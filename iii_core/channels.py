@@ -9,6 +9,7 @@ waits when it is full.  Channels whose ends were never claimed are swept after `
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import time
 import uuid
@@ -34,8 +35,10 @@ class Channel:
     """One channel.  ``send``/``close`` on the sender side, ``receive`` on the receiver side."""
 
     def __init__(self, buffer_size: int, owner_worker_id: str | None = None) -> None:
-        self.id = str(uuid.uuid4())
-        self.key = secrets.token_urlsafe(24)
+        # One system call for both the id (a UUID v4) and the access key.
+        random = secrets.token_bytes(34)
+        self.id = str(uuid.UUID(bytes=random[:16], version=4))
+        self.key = base64.urlsafe_b64encode(random[16:]).decode()
         self.buffer_size = buffer_size
         self.owner_worker_id = owner_worker_id
         self.created_at = time.monotonic()
@@ -46,10 +49,17 @@ class Channel:
         """True once the receiving end has gone (see :meth:`abort`)."""
         # Unbounded: ``send`` enforces ``buffer_size``, so that the end marker never waits for
         # room nor pushes data out.
-        self._queue: asyncio.Queue[ChannelItem | _EndOfStream] = asyncio.Queue()
+        self._items: asyncio.Queue[ChannelItem | _EndOfStream] | None = None
         self._space: asyncio.Future[None] | None = None
         """Set while a sender waits for room; resolved by ``receive`` and by ``abort``."""
         self._on_item: Callable[[], object] | None = None
+
+    @property
+    def _queue(self) -> asyncio.Queue[ChannelItem | _EndOfStream]:
+        # Created on first use: most HTTP requests never put anything on their channels.
+        if self._items is None:
+            self._items = asyncio.Queue()
+        return self._items
 
     def ref(self, direction: str) -> dict[str, str]:
         """The ``StreamChannelRef`` a worker uses to open one end."""
@@ -132,7 +142,7 @@ class Channel:
         return item
 
     def __len__(self) -> int:
-        return self._queue.qsize()
+        return 0 if self._items is None else self._items.qsize()
 
 
 class ChannelManager:

@@ -332,6 +332,21 @@ class Engine:
             metadata=metadata,
         )
 
+    def start_call(
+        self,
+        function_id: str,
+        data: Any = None,
+        *,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        metadata: Any = None,
+    ) -> asyncio.Future[Any]:
+        """Like :meth:`call`, as a future (no task for a worker-owned function); cancel it to
+        drop the call."""
+        return self.router.start(
+            function_id, data, traceparent=traceparent, baggage=baggage, metadata=metadata
+        )
+
     def call_void(
         self,
         function_id: str,

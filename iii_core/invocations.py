@@ -37,6 +37,7 @@ from iii_core.errors import (
     InvocationStopped,
     InvocationTimeout,
     TooManyInvocations,
+    invocation_error,
 )
 from iii_core.protocol import ErrorBody, InvocationResult, InvokeFunction
 
@@ -489,14 +490,71 @@ class InvocationRouter:
         else:
             result, error = await self._call_worker(entry, data, ctx, timeout)
         if error is not None:
-            from iii_core.errors import invocation_error
-
             raise invocation_error(error.code, error.message, error.stacktrace)
         return protocol.raw_to_python(result)
+
+    def start(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        metadata: Any = None,
+    ) -> asyncio.Future[Any]:
+        """Start a call and return a future of its decoded result (or its ``InvocationError``).
+
+        Same as :meth:`call`, but a call to a worker-owned function runs without a task of its
+        own: a caller that waits for several things at once (the HTTP module races the result
+        against the response channel) adds a done-callback instead.  Cancelling the future
+        drops the pending call.
+        """
+        entry = self.functions.get(function_id)
+        if entry is None or entry.handler is not None:
+            return asyncio.ensure_future(
+                self.call(
+                    function_id, data, traceparent=traceparent, baggage=baggage, metadata=metadata
+                )
+            )
+        ctx = CallContext(function_id, traceparent=traceparent, baggage=baggage, metadata=metadata)
+        ms = entry.timeout_ms or self.default_timeout_ms
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[Any] = loop.create_future()
+        try:
+            inner = self._start_worker_call(entry, data, ctx, ms / 1000 if ms else None)
+        except InvocationError as exc:
+            out.set_exception(exc)
+            return out
+
+        def settle(done: asyncio.Future[tuple[Raw | None, ErrorBody | None]]) -> None:
+            if out.done() or done.cancelled():
+                return
+            result, error = done.result()
+            if error is not None:
+                out.set_exception(invocation_error(error.code, error.message, error.stacktrace))
+            else:
+                out.set_result(protocol.raw_to_python(result))
+
+        def forward_cancel(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                inner.cancel()
+
+        inner.add_done_callback(settle)
+        out.add_done_callback(forward_cancel)
+        return out
 
     async def _call_worker(
         self, entry: FunctionEntry, data: Any, ctx: CallContext, timeout: float | None
     ) -> tuple[Raw | None, ErrorBody | None]:
+        return await self._start_worker_call(entry, data, ctx, timeout)
+
+    def _start_worker_call(
+        self, entry: FunctionEntry, data: Any, ctx: CallContext, timeout: float | None
+    ) -> asyncio.Future[tuple[Raw | None, ErrorBody | None]]:
+        """Send the call to an owner; the future resolves when it answers, times out or stops.
+
+        Cancelling the future drops the pending call (a late answer is then ignored).
+        """
         target = entry.pick_owner()
         if target is None:  # pragma: no cover
             raise FunctionNotFound(f"Function {entry.id} not found")
@@ -509,12 +567,23 @@ class InvocationRouter:
         pending_id = str(uuid.uuid4())
         p = Pending(pending_id, entry.id, None, None, target, ctx.traceparent, ctx.baggage)
         loop = asyncio.get_running_loop()
-        p.future = loop.create_future()
+        future: asyncio.Future[tuple[Raw | None, ErrorBody | None]] = loop.create_future()
+        p.future = future
         self.pending[pending_id] = p
         target.inflight.add(pending_id)
         if self._observers:
             for obs in self._observers:
                 obs.invocation_started(p)
+        if timeout is not None:
+            p.timer = loop.call_later(timeout, self._expire, pending_id)
+
+        def dropped(fut: asyncio.Future[tuple[Raw | None, ErrorBody | None]]) -> None:
+            if fut.cancelled() and self.pending.pop(pending_id, None) is not None:
+                target.inflight.discard(pending_id)
+                if p.timer is not None:
+                    p.timer.cancel()
+
+        future.add_done_callback(dropped)
         target.conn.send(
             protocol.encode(
                 InvokeFunction(
@@ -527,24 +596,7 @@ class InvocationRouter:
                 )
             )
         )
-        try:
-            if timeout is None:
-                return await p.future
-            return await asyncio.wait_for(asyncio.shield(p.future), timeout)
-        except TimeoutError:
-            if self.pending.pop(pending_id, None) is not None:
-                target.inflight.discard(pending_id)
-                err = _error("timeout", f"Invocation of {entry.id} timed out after {timeout} s")
-                if self._observers:
-                    for obs in self._observers:
-                        obs.invocation_finished(p, err)
-            raise InvocationTimeout(
-                f"Invocation of {entry.id} timed out after {timeout} s"
-            ) from None
-        except asyncio.CancelledError:
-            if self.pending.pop(pending_id, None) is not None:
-                target.inflight.discard(pending_id)
-            raise
+        return future
 
     def call_void(
         self,

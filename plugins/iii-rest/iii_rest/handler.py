@@ -58,8 +58,8 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def _discard(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a request-scoped task and never leave its exception unretrieved."""
+def _discard(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a request-scoped task or future and never leave its exception unretrieved."""
     if task is None:
         return
     if task.done():
@@ -306,9 +306,7 @@ class HttpHandler:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         waker = _Waker(loop, response_channel)
-        call = asyncio.ensure_future(
-            self.engine.call(route.function_id, data, traceparent=traceparent)
-        )
+        call = self.engine.start_call(route.function_id, data, traceparent=traceparent)
         call.add_done_callback(waker)
         pump = None
         if not json_request:
