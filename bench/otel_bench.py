@@ -1,7 +1,7 @@
 """Cost of tracing on the core invocation benchmark: engine throughput with OtelModule off, on
 at sampling 1.0 and on at sampling 0.1, measured in the same run (variants interleaved).
 
-    python plugins/iii-otel/bench/tracing_overhead.py [--seconds 5] [--rounds 2]
+    python bench/otel_bench.py [--seconds 5] [--rounds 2]
 
 Uses the repository's benchmark clients (``bench/clients.mjs``: a Node echo callee and a caller
 keeping N calls in flight) against ``iii --config`` subprocesses.  Prints calls/s per variant
@@ -21,7 +21,7 @@ import time
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENTS = os.path.join(ROOT, "bench", "clients.mjs")
 OTEL = "modules::observability::OtelModule"
 
