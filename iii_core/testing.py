@@ -412,3 +412,14 @@ async def connect_when_ready(url: str, timeout: float = 20.0, **kwargs: Any) -> 
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+def protocol_vectors() -> str:
+    """The published SDKs' recorded frames (``tests/vectors`` of the checkout, a copy of the
+    project's shared test vectors), or ``$III_VECTORS``."""
+    path = os.environ.get("III_VECTORS") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "vectors"
+    )
+    if not os.path.isdir(path):
+        pytest.fail(f"protocol test vectors not found at {path} (set III_VECTORS)")
+    return path

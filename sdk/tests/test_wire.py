@@ -1,4 +1,4 @@
-"""The frames this SDK sends, checked against the published SDKs' recordings (../shared/vectors)
+"""The frames this SDK sends, checked against the published SDKs' recordings (tests/vectors)
 with a small recording server in place of the engine: replay order on every connection, field
 sets, and tolerance of frames it does not understand."""
 

@@ -17,8 +17,9 @@ from iii_core.protocol import (
     UnregisterTrigger,
     WorkerRegistered,
 )
+from iii_core.testing import protocol_vectors
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS = Path(protocol_vectors())
 
 
 def _vector_frames(direction: str) -> list[tuple[str, dict]]:

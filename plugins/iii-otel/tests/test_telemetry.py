@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from otel_helpers import otel_config, otel_module
 
-from iii_core.testing import raw_worker, wait_until
+from iii_core.testing import protocol_vectors, raw_worker, wait_until
 
-VECTORS = os.environ.get("III_VECTORS", "/work/shared/vectors")
+VECTORS = protocol_vectors()
 
 
 def _vector_frames() -> list[tuple[str, str, dict[str, Any]]]:
