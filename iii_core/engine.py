@@ -207,7 +207,10 @@ class Engine:
         if worker is not None:
             worker.trigger_type_ids.discard(type_id)
         for trigger in self.triggers.of_type(type_id):
-            trigger.active = False
+            if trigger.active:
+                trigger.active = False
+                for obs in self.observers:
+                    _safe(obs.trigger_unregistered, trigger)
         log.info("[UNREGISTERED] Trigger type %s", type_id)
 
     async def register_trigger(
