@@ -58,6 +58,11 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
+def _has_body(headers: dict[str, str]) -> bool:
+    """Whether an HTTP/1.1 request carries a body (RFC 9112 §6.3)."""
+    return "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")
+
+
 def _discard(task: asyncio.Future[Any] | None) -> None:
     """Cancel a request-scoped task or future and never leave its exception unretrieved."""
     if task is None:
@@ -310,8 +315,11 @@ class HttpHandler:
         call.add_done_callback(waker)
         pump = None
         if not json_request:
-            pump = asyncio.ensure_future(self._pump(receive, body_channel))
-            pump.add_done_callback(waker)
+            if _has_body(headers):
+                pump = asyncio.ensure_future(self._pump(receive, body_channel))
+                pump.add_done_callback(waker)
+            else:  # a GET, say: no body to stream, so no task to stream it
+                body_channel.close_nowait()
         timers = [loop.call_at(deadline, waker)]
         returned_null = False
         head = StreamHead()
