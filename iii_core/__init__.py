@@ -8,6 +8,7 @@ from iii_core.invocations import CallContext
 from iii_core.module import Module
 from iii_core.observers import EngineObserver
 from iii_core.registries import Trigger, Worker
+from iii_core.tasks import OwnedTasks
 
 __all__ = [
     "AdapterSpec",
@@ -19,6 +20,7 @@ __all__ = [
     "InvocationError",
     "Module",
     "ModuleSpec",
+    "OwnedTasks",
     "RegistrationError",
     "Trigger",
     "Worker",

@@ -41,6 +41,7 @@ from iii_core.registries import (
     WorkerConnection,
     WorkerRegistry,
 )
+from iii_core.tasks import OwnedTasks
 
 log = logging.getLogger("iii.engine")
 
@@ -76,7 +77,7 @@ class Engine:
         self.services = ServiceRegistry()
         self.channels = ChannelManager(self.config.max_channels)
         self.observers: list[EngineObserver] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks("engine")
         self.router = InvocationRouter(
             self.functions,
             default_timeout_ms=self.config.invocation_timeout_ms,
@@ -99,19 +100,9 @@ class Engine:
 
     def spawn(
         self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], name: str | None = None
-    ) -> asyncio.Task[Any]:
+    ) -> asyncio.Future[Any]:
         """Run ``coro`` as a task the engine owns: cancelled at shutdown, errors logged."""
-        task = asyncio.ensure_future(coro)
-        if name:
-            task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("engine task %s failed: %s", task.get_name(), exc, exc_info=exc)
+        return self._tasks.spawn(coro, name)
 
     @property
     def task_count(self) -> int:
@@ -514,11 +505,7 @@ class Engine:
         await self._shutdown_modules()
         if server is not None:
             await server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5.0)
+        await self._tasks.cancel_all(timeout=5.0)
         if self._functions_changed is not None:
             self._functions_changed.cancel()
         log.info("iii engine stopped")

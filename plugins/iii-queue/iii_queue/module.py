@@ -11,6 +11,7 @@ from typing import Any
 from iii_core import CallContext, ConfigError, Module, Trigger, structure
 from iii_core.engine import Engine
 from iii_core.errors import FunctionNotFound, InvocationError
+from iii_core.tasks import OwnedTasks
 from iii_queue.adapter import QueueAdapter
 from iii_queue.consumer import Consumer
 from iii_queue.job import Job, new_job_id, now_ms
@@ -56,7 +57,7 @@ class QueueModule(Module):
         self.consumers: dict[str, Consumer] = {}
         self.named: dict[str, Consumer] = {}
         self._by_topic: dict[str, list[Consumer]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks("queue")
         self._unlisted_logged: set[str] = set()
         self._consuming = True
         self.enqueued_total = 0
@@ -110,28 +111,14 @@ class QueueModule(Module):
 
     async def shutdown(self) -> None:
         self.stop_consuming()
-        if self._tasks:
-            # Handler calls were stopped by the engine; give their release/ack a moment.
-            await asyncio.wait(list(self._tasks), timeout=2.0)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=1.0)
+        # Handler calls were stopped by the engine; give their release/ack a moment.
+        await self._tasks.wait(timeout=2.0)
+        await self._tasks.cancel_all(timeout=1.0)
         await self.adapter.close()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None) -> asyncio.Future[Any]:
         """Run a task this module owns (cancelled at shutdown)."""
-        task = asyncio.ensure_future(coro)
-        if name:
-            task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("queue task %s failed: %s", task.get_name(), exc, exc_info=exc)
+        return self._tasks.spawn(coro, name)
 
     def _all_consumers(self) -> list[Consumer]:
         return [*self.consumers.values(), *self.named.values()]
