@@ -30,16 +30,14 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from invoke_bench import free_port, wait_port
+from benchlib import ensure_node_clients, free_port, process, wait_port
 
 HERE = Path(__file__).resolve().parent
 NOFILE = 65536
@@ -83,21 +81,6 @@ def rss_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return fields
-
-
-@contextlib.contextmanager
-def process(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
-    proc: subprocess.Popen[str] = subprocess.Popen(args, text=True, **kwargs)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def read_json(proc: subprocess.Popen[str], what: str) -> dict[str, Any]:
@@ -153,7 +136,9 @@ def crowd_round(url: str, n: int, procs: int, lanes: int) -> int:
             count = share + (1 if p < extra else 0)
             args = node("conn_clients.mjs", "crowd", url, str(first), str(count), str(lanes))
             crowd.append(
-                stack.enter_context(process(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+                stack.enter_context(
+                    process(text=True, args=args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                )
             )
             first += count
         connected = sum(read_json(proc, "crowd process")["connected"] for proc in crowd)
@@ -164,15 +149,6 @@ def crowd_round(url: str, n: int, procs: int, lanes: int) -> int:
         for proc in crowd:
             read_json(proc, "crowd process")
     return connected
-
-
-def ensure_node_clients() -> None:
-    if shutil.which("node") is None:
-        sys.exit("node is not installed (apt-get install -y nodejs npm)")
-    if not (HERE / "node_modules" / "ws").exists():
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE, check=True
-        )
 
 
 def main() -> int:
@@ -225,11 +201,13 @@ def main() -> int:
         "--log-level",
         "warning",
     ]
-    with process(engine_args) as engine:
+    with process(text=True, args=engine_args) as engine:
         wait_port(port, engine)
         rss_idle = rss_kib(engine.pid)["VmRSS"]
         with process(
-            node("clients.mjs", "callee", url, BUSY_FUNCTION), stdout=subprocess.PIPE
+            text=True,
+            args=node("clients.mjs", "callee", url, BUSY_FUNCTION),
+            stdout=subprocess.PIPE,
         ) as callee:
             assert callee.stdout is not None
             if callee.stdout.readline().strip() != "ready":
@@ -254,7 +232,8 @@ def main() -> int:
                     crowd.append(
                         stack.enter_context(
                             process(
-                                node(
+                                text=True,
+                                args=node(
                                     "conn_clients.mjs",
                                     "crowd",
                                     url,

@@ -21,16 +21,18 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchlib import free_port, process  # noqa: E402
+
 NODE_MODULES = HERE / "node_modules"
 BODY = {"hello": "world"}
 
@@ -84,12 +86,6 @@ Promise.all(Array.from({ length: concurrency }, loop)).then(() => {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def serve(server: str, worker_port: int, http_port: int) -> None:
     """Engine process: the HTTP API plus the plain ceiling route on the same Starlette app."""
     import uvloop
@@ -117,19 +113,6 @@ def serve(server: str, worker_port: int, http_port: int) -> None:
             await asyncio.Event().wait()
 
     uvloop.run(main())
-
-
-@contextlib.contextmanager
-def process(args: list[str], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, **kwargs)  # type: ignore[call-overload]
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def wait_http(url: str, timeout: float = 20) -> None:

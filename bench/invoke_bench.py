@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,38 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchlib import ensure_node_clients, free_port, process, wait_port  # noqa: E402
+
 CASES = {"seq": (1, 1), "64x1": (1, 64), "64x8": (8, 8)}
 FUNCTION = "bench.echo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-@contextlib.contextmanager
-def process(args: list[str], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, **kwargs)  # type: ignore[call-overload]
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @contextlib.contextmanager
@@ -84,15 +56,6 @@ def server(kind: str) -> Iterator[str]:
     with process(args) as proc:
         wait_port(port, proc)
         yield f"ws://127.0.0.1:{port}/"
-
-
-def ensure_node_clients() -> None:
-    if shutil.which("node") is None:
-        sys.exit("node is not installed (apt-get install -y nodejs npm)")
-    if not (HERE / "node_modules" / "ws").exists():
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE, check=True
-        )
 
 
 def run_case(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,10 @@ import time
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from benchlib import free_port, wait_port  # noqa: E402
+
 CLIENTS = os.path.join(ROOT, "bench", "clients.mjs")
 OTEL = "modules::observability::OtelModule"
 
@@ -32,25 +35,8 @@ VARIANTS: dict[str, list[dict[str, object]]] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"engine did not listen on {port}")
-
-
 def run(modules: list[dict[str, object]], seconds: float, connections: int, inflight: int) -> dict:
-    port = _free_port()
+    port = free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump({"port": port, "modules": modules}, f)
         config = f.name
@@ -60,7 +46,7 @@ def run(modules: list[dict[str, object]], seconds: float, connections: int, infl
     )
     callee = None
     try:
-        _wait_port(port)
+        wait_port(port)
         url = f"ws://127.0.0.1:{port}/"
         callee = subprocess.Popen(
             ["node", CLIENTS, "callee", url, "bench.echo"], stdout=subprocess.PIPE, text=True
