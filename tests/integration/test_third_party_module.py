@@ -1,11 +1,10 @@
-"""A third-party module distribution, installed into a fresh venv and loaded from a config file."""
+"""A third-party module distribution, pip-installed by the test and loaded from a config file."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -16,49 +15,51 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def greeter_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv that sees this environment's packages plus the example distribution."""
-    root = tmp_path_factory.mktemp("greeter-venv")
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(root)
-    python = root / "bin" / "python"
+def greeter_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """This environment plus the example distribution, pip-installed into a directory of its own
+    (its entry points are found there through ``PYTHONPATH``)."""
+    target = tmp_path_factory.mktemp("greeter-site")
     subprocess.run(
         [
-            str(python),
+            sys.executable,
             "-m",
             "pip",
             "install",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
+            "--target",
+            str(target),
             str(ROOT / "examples" / "iii-example-greeter"),
         ],
         check=True,
     )
-    return root
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=f"{target}{os.pathsep}{path}" if path else str(target))
 
 
-def test_listed_by_iii_modules(greeter_venv: Path) -> None:
+def test_listed_by_iii_modules(greeter_env: dict[str, str]) -> None:
     out = subprocess.run(
-        [str(greeter_venv / "bin" / "python"), "-m", "iii_core.cli", "modules"],
+        [sys.executable, "-m", "iii_core.cli", "modules"],
         capture_output=True,
         text=True,
         check=True,
+        env=greeter_env,
     ).stdout
     assert "modules::greeter::GreeterModule" in out
     assert "iii-example-greeter" in out
 
 
-async def test_loaded_from_config_and_called(greeter_venv: Path, tmp_path: Path) -> None:
+async def test_loaded_from_config_and_called(greeter_env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
         "modules:\n  - class: modules::greeter::GreeterModule\n"
         "    config:\n      greeting: ${III_TEST_GREETING:Hello}\n"
     )
-    env = dict(os.environ, III_TEST_GREETING="Bonjour")
+    env = dict(greeter_env, III_TEST_GREETING="Bonjour")
     proc = subprocess.Popen(
         [
-            str(greeter_venv / "bin" / "python"),
+            sys.executable,
             "-m",
             "iii_core.cli",
             "--config",
@@ -79,14 +80,16 @@ async def test_loaded_from_config_and_called(greeter_venv: Path, tmp_path: Path)
         assert proc.wait(15) == 0
 
 
-def test_bad_module_config_fails_start_with_the_key(greeter_venv: Path, tmp_path: Path) -> None:
+def test_bad_module_config_fails_start_with_the_key(
+    greeter_env: dict[str, str], tmp_path: Path
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         "modules:\n  - class: modules::greeter::GreeterModule\n    config: {greting: Hi}\n"
     )
     out = subprocess.run(
         [
-            str(greeter_venv / "bin" / "python"),
+            sys.executable,
             "-m",
             "iii_core.cli",
             "--config",
@@ -97,6 +100,7 @@ def test_bad_module_config_fails_start_with_the_key(greeter_venv: Path, tmp_path
         capture_output=True,
         text=True,
         timeout=60,
+        env=greeter_env,
     )
     assert out.returncode == 2
     assert "greting" in out.stderr
