@@ -207,8 +207,7 @@ async def _dispatch_scenario(batch: list[tuple[Frame, bool]]) -> None:
         assert engine.gauges() == {**baseline, "workers": 2, "workers_active": 2}
     finally:
         logger.removeHandler(records)
-        for task in list(engine._tasks):
-            task.cancel()
+        await engine._tasks.cancel_all(timeout=1.0)
 
 
 async def _maybe(result: Any) -> None:
