@@ -26,6 +26,8 @@ from iii_core.protocol import (
     RegisterFunction,
     RegisterTrigger,
     TriggerRegistrationResult,
+    UnregisterTrigger,
+    encode,
 )
 from iii_core.registries import (
     FunctionEntry,
@@ -255,7 +257,7 @@ class Engine:
             if owner is not None:
                 owner.trigger_ids.discard(trigger.id)
                 owner.conn.send(
-                    _encode(
+                    encode(
                         TriggerRegistrationResult(
                             id=trigger.id,
                             trigger_type=trigger.trigger_type,
@@ -544,7 +546,7 @@ class WorkerTriggerRegistrator:
 
     async def register_trigger(self, trigger: Trigger) -> None:
         self.worker.conn.send(
-            _encode(
+            encode(
                 RegisterTrigger(
                     id=trigger.id,
                     trigger_type=trigger.trigger_type,
@@ -556,17 +558,9 @@ class WorkerTriggerRegistrator:
         )
 
     async def unregister_trigger(self, trigger: Trigger) -> None:
-        from iii_core.protocol import UnregisterTrigger
-
         self.worker.conn.send(
-            _encode(UnregisterTrigger(id=trigger.id, trigger_type=trigger.trigger_type))
+            encode(UnregisterTrigger(id=trigger.id, trigger_type=trigger.trigger_type))
         )
-
-
-def _encode(msg: Any) -> bytes:
-    from iii_core.protocol import encode
-
-    return encode(msg)
 
 
 def _safe(fn: Any, *args: Any) -> None:

@@ -16,11 +16,11 @@ import attrs
 import pluggy
 
 from iii_core import hookspecs
+from iii_core.config import ModuleEntry
 from iii_core.errors import ConfigError, PluginError
 from iii_core.hookspecs import AdapterSpec, ModuleSpec
 
 if TYPE_CHECKING:
-    from iii_core.config import ModuleEntry
     from iii_core.engine import Engine
     from iii_core.module import Module
 
@@ -141,8 +141,6 @@ class Plugins:
         return mandatory + list(configured)
 
     def _entries(self, wanted: Any) -> list[ModuleEntry]:
-        from iii_core.config import ModuleEntry
-
         seen: set[int] = set()
         entries = []
         # Mandatory modules first, so that every other module can rely on them.

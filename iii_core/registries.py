@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from iii_core.errors import RegistrationError
+
 if TYPE_CHECKING:
     from iii_core.invocations import CallContext
 
@@ -206,8 +208,6 @@ class FunctionRegistry:
 
     def add_module_function(self, entry: FunctionEntry) -> None:
         """Register an in-process function; it must not exist yet."""
-        from iii_core.errors import RegistrationError
-
         if entry.id in self._functions:
             raise RegistrationError(f"function {entry.id!r} is already registered")
         self._functions[entry.id] = entry
@@ -223,8 +223,6 @@ class FunctionRegistry:
         metadata: Any,
     ) -> tuple[FunctionEntry, bool]:
         """Add ``worker`` as an owner; return the entry and whether the id is new."""
-        from iii_core.errors import RegistrationError
-
         entry = self._functions.get(function_id)
         created = entry is None
         if entry is None:
