@@ -14,10 +14,11 @@ from __future__ import annotations
 import sys
 import uuid
 
-import orjson
+import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
 
+_decode = msgspec.json.Decoder().decode
 owners: dict[str, web.WebSocketResponse] = {}
 callers: dict[str, web.WebSocketResponse] = {}
 
@@ -26,13 +27,13 @@ async def handle(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(compress=False, max_msg_size=64 * 1024 * 1024, decode_text=False)
     await ws.prepare(request)
     await ws.send_str(
-        orjson.dumps({"type": "workerregistered", "worker_id": str(uuid.uuid4())}).decode()
+        msgspec.json.encode({"type": "workerregistered", "worker_id": str(uuid.uuid4())}).decode()
     )
     async for msg in ws:
         if msg.type is not WSMsgType.TEXT:
             continue
         data = msg.data
-        parsed = orjson.loads(data)
+        parsed = _decode(data)
         kind = parsed.get("type")
         if kind == "invokefunction":
             owner = owners.get(parsed["function_id"])

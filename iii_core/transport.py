@@ -105,25 +105,24 @@ class WorkerSocket:
         ):
             length = len(frame)
             if not self._in_turn:
-                # First frame of this turn: write it now (no added latency) and batch the rest.
+                # First frame of this turn: write it now (no added latency), batch the rest.
                 self._in_turn = True
                 self._loop.call_soon(self._flush)
-                try:
-                    transport.write(_text_header(length) + frame)
-                except ConnectionError:
-                    self.close(WSCloseCode.ABNORMAL_CLOSURE, "")
+            elif length < _BIG_FRAME:
+                self._batch.append(_text_header(length))
+                self._batch.append(frame)
+                self._batch_bytes += length
                 return
-            if length >= _BIG_FRAME:  # not worth copying into a batch
+            else:  # a big frame is not worth copying into the batch: keep the order, write it
                 self._write_batch()
-                try:
+            try:
+                if length < _BIG_FRAME:
+                    transport.write(_text_header(length) + frame)
+                else:
                     transport.write(_text_header(length))
                     transport.write(frame)
-                except ConnectionError:
-                    self.close(WSCloseCode.ABNORMAL_CLOSURE, "")
-                return
-            self._batch.append(_text_header(length))
-            self._batch.append(frame)
-            self._batch_bytes += length
+            except ConnectionError:
+                self.close(WSCloseCode.ABNORMAL_CLOSURE, "")
             return
         self._write_batch()
         if len(queue) >= self._limit:
