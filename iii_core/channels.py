@@ -34,13 +34,12 @@ _EOF: Final = _EndOfStream()
 class Channel:
     """One channel.  ``send``/``close`` on the sender side, ``receive`` on the receiver side."""
 
-    def __init__(self, buffer_size: int, owner_worker_id: str | None = None) -> None:
+    def __init__(self, buffer_size: int) -> None:
         # One system call for both the id (a UUID v4) and the access key.
         random = secrets.token_bytes(34)
         self.id = str(uuid.UUID(bytes=random[:16], version=4))
         self.key = base64.urlsafe_b64encode(random[16:]).decode()
         self.buffer_size = buffer_size
-        self.owner_worker_id = owner_worker_id
         self.created_at = time.monotonic()
         self.sender_claimed = False
         self.receiver_claimed = False
@@ -153,7 +152,7 @@ class ChannelManager:
         self.max_age_s = max_age_s
         self._channels: dict[str, Channel] = {}
 
-    def create(self, buffer_size: Any = None, owner_worker_id: str | None = None) -> Channel:
+    def create(self, buffer_size: Any = None) -> Channel:
         if buffer_size is None:
             size = DEFAULT_BUFFER
         elif isinstance(buffer_size, int) and not isinstance(buffer_size, bool):
@@ -169,7 +168,7 @@ class ChannelManager:
                 raise InvocationError(
                     f"too many open channels (limit {self.max_channels})", code="channel_limit"
                 )
-        channel = Channel(size, owner_worker_id)
+        channel = Channel(size)
         self._channels[channel.id] = channel
         return channel
 
@@ -183,11 +182,6 @@ class ChannelManager:
         channel = self._channels.pop(channel_id, None)
         if channel is not None:
             channel.abort()
-
-    def remove_owned_by(self, worker_id: str) -> None:
-        for channel in list(self._channels.values()):
-            if channel.owner_worker_id == worker_id:
-                self.remove(channel.id)
 
     def release(self, channel: Channel) -> None:
         """Forget a channel once both ends are done with it."""

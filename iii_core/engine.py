@@ -398,7 +398,7 @@ class Engine:
         return worker
 
     async def worker_disconnected(self, worker: Worker) -> None:
-        """Cleanup in the reference's order: functions, calls, triggers, types, channels."""
+        """Cleanup in the reference's order: functions, calls, triggers, trigger types."""
         if self.workers.get(worker.id) is None:
             return
         if self.external_function_registrar is not None:
@@ -413,7 +413,6 @@ class Engine:
             self.triggers.remove(trigger_id)
         for type_id in list(worker.trigger_type_ids):
             await self.unregister_trigger_type(type_id, worker=worker)
-        self.channels.remove_owned_by(worker.id)
         self.services.forget_worker(worker.id)
         self.workers.remove(worker.id)
         if not worker.telemetry_only:

@@ -118,12 +118,6 @@ class EngineFunctionsModule(Module):
                 worker.os = str(body["os"])
             if isinstance(body.get("pid"), int):
                 worker.pid = body["pid"]
-            worker.extra = {
-                k: v
-                for k, v in body.items()
-                if k
-                not in {"_caller_worker_id", "runtime", "version", "telemetry", "name", "os", "pid"}
-            }
             self.engine.worker_updated(worker)
         return {"success": True}
 

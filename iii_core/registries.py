@@ -45,7 +45,6 @@ class Worker:
         "bad_frames",
         "conn",
         "connected_at_ms",
-        "extra",
         "function_ids",
         "id",
         "inflight",
@@ -79,7 +78,6 @@ class Worker:
         self.os: str | None = None
         self.pid: int | None = None
         self.telemetry: Any = None
-        self.extra: dict[str, Any] = {}
         self.status = "connected"
         self.function_ids: set[str] = set()
         self.trigger_ids: set[str] = set()
@@ -276,7 +274,7 @@ class TriggerRegistrator(Protocol):
 
 
 class TriggerType:
-    __slots__ = ("description", "extra", "id", "registrator", "worker")
+    __slots__ = ("description", "id", "registrator", "worker")
 
     def __init__(
         self,
@@ -284,13 +282,11 @@ class TriggerType:
         description: str,
         registrator: TriggerRegistrator,
         worker: Worker | None = None,
-        extra: dict[str, Any] | None = None,
     ) -> None:
         self.id = type_id
         self.description = description
         self.registrator = registrator
         self.worker = worker
-        self.extra = extra or {}
 
 
 class Trigger:

@@ -269,6 +269,14 @@ class WorkerServer:
         await ws.prepare(request)
         if len(self.sockets) >= self.config.max_connections:
             self.connections_refused += 1
+            if self.connections_refused % 100 == 1:  # a warning, not a flood under attack
+                log.warning(
+                    "connection from %s refused: limit of %d connections reached "
+                    "(%d refused so far)",
+                    ip,
+                    self.config.max_connections,
+                    self.connections_refused,
+                )
             await ws.close(
                 code=WSCloseCode.TRY_AGAIN_LATER,
                 message=f"connection limit reached ({self.config.max_connections})".encode(),

@@ -178,20 +178,11 @@ class WorkerMessages:
 
     async def _register_trigger_type(self, worker: Worker, msg: RegisterTriggerType) -> None:
         try:
-            ttype = await self.engine.register_trigger_type(
+            await self.engine.register_trigger_type(
                 msg.id, msg.description, WorkerTriggerRegistrator(worker), worker=worker
             )
         except RegistrationError as exc:
             log.warning("worker %s: %s", worker.id, exc)
-            return
-        ttype.extra = {
-            k: v
-            for k, v in (
-                ("trigger_request_format", msg.trigger_request_format),
-                ("call_request_format", msg.call_request_format),
-            )
-            if v is not None
-        }
 
     async def _unregister_trigger_type(self, worker: Worker, msg: UnregisterTriggerType) -> None:
         await self.engine.unregister_trigger_type(msg.id, worker=worker)
