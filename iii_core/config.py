@@ -89,6 +89,7 @@ class EngineConfig:
     #: SYN a 1 s retransmit.
     listen_backlog: int = attrs.field(default=1024, validator=_positive)
     max_pending_per_worker: int = attrs.field(default=10_000, validator=_positive)
+    max_registrations_per_worker: int = attrs.field(default=10_000, validator=_positive)
     send_queue_size: int = attrs.field(default=4096, validator=_positive)
     max_channels: int = attrs.field(default=10_000, validator=_positive)
     compression: Literal["off", "deflate"] = "off"

@@ -52,11 +52,13 @@ class Worker:
         "latest_metrics",
         "name",
         "os",
+        "over_registration_limit",
         "path",
         "pid",
         "registered_anything",
         "runtime",
         "seen_telemetry",
+        "services_declared",
         "status",
         "telemetry",
         "trigger_ids",
@@ -86,6 +88,8 @@ class Worker:
         self.latest_metrics: dict[str, Any] | None = None
         self.registered_anything = False
         self.seen_telemetry = False
+        self.services_declared = 0
+        self.over_registration_limit = False
         self.allowed_functions: frozenset[str] | None = None
         self.allowed_registrations: frozenset[str] | None = None
         self.bad_frames = 0

@@ -136,7 +136,32 @@ class WorkerMessages:
 
     # ------------------------------------------------------------------ registrations
 
+    def _over_limit(self, worker: Worker, what: str, name: str) -> bool:
+        """True (and logged once per worker) when ``worker`` holds as many registrations as
+        ``max_registrations_per_worker``: the registries stay bounded whatever a worker sends."""
+        held = (
+            len(worker.function_ids)
+            + len(worker.trigger_ids)
+            + len(worker.trigger_type_ids)
+            + worker.services_declared
+        )
+        if held < self.engine.config.max_registrations_per_worker:
+            return False
+        if not worker.over_registration_limit:
+            worker.over_registration_limit = True
+            log.warning(
+                "worker %s holds %d registrations (max_registrations_per_worker): %s %s and "
+                "further registrations are refused",
+                worker.id,
+                held,
+                what,
+                name,
+            )
+        return True
+
     def _register_function(self, worker: Worker, msg: RegisterFunction) -> Awaitable[None] | None:
+        if msg.id not in worker.function_ids and self._over_limit(worker, "function", msg.id):
+            return None
         allowed = worker.allowed_registrations
         if allowed is not None and msg.id not in allowed:
             log.warning("worker %s may not register function %s; ignored", worker.id, msg.id)
@@ -177,6 +202,10 @@ class WorkerMessages:
             self.engine._function_removed(entry)
 
     async def _register_trigger_type(self, worker: Worker, msg: RegisterTriggerType) -> None:
+        if msg.id not in worker.trigger_type_ids and self._over_limit(
+            worker, "trigger type", msg.id
+        ):
+            return
         try:
             await self.engine.register_trigger_type(
                 msg.id, msg.description, WorkerTriggerRegistrator(worker), worker=worker
@@ -188,6 +217,23 @@ class WorkerMessages:
         await self.engine.unregister_trigger_type(msg.id, worker=worker)
 
     async def _register_trigger(self, worker: Worker, msg: RegisterTrigger) -> None:
+        if msg.id not in worker.trigger_ids and self._over_limit(worker, "trigger", msg.id):
+            worker.conn.send(
+                protocol.encode(
+                    TriggerRegistrationResult(
+                        id=msg.id,
+                        trigger_type=msg.trigger_type,
+                        function_id=msg.function_id,
+                        error=ErrorBody(
+                            code="trigger_registration_failed",
+                            message="too many registrations for this worker "
+                            f"(max_registrations_per_worker="
+                            f"{self.engine.config.max_registrations_per_worker})",
+                        ),
+                    )
+                )
+            )
+            return
         # A rejection was already reported to the worker and logged by the engine.
         with contextlib.suppress(Exception):
             await self.engine.register_trigger(
@@ -213,6 +259,11 @@ class WorkerMessages:
             )
 
     def _register_service(self, worker: Worker, msg: RegisterService) -> None:
+        previous = self.engine.services.declared.get(msg.id)
+        if previous is None or previous["worker_id"] != worker.id:
+            if self._over_limit(worker, "service", msg.id):
+                return
+            worker.services_declared += 1
         self.engine.services.declare(
             msg.id,
             {

@@ -158,3 +158,26 @@ async def test_auth_function_restricts_calls(engine_factory: Any) -> None:
             with contextlib.suppress(Exception):
                 await full.close()
                 await limited.close()
+
+
+async def test_registrations_per_worker_are_capped(engine_factory: Any) -> None:
+    async with (
+        engine_factory(max_registrations_per_worker=5) as engine,
+        raw_worker(engine) as greedy,
+        raw_worker(engine) as other,
+    ):
+        for i in range(4):
+            await greedy.send({"type": "registerfunction", "id": f"greedy.f{i}"})
+        await greedy.send({"type": "registerfunction", "id": "greedy.f0"})  # not a new one
+        trigger_id = await greedy.register_trigger("some-type", "greedy.f0", {})
+        refused = await greedy.register_trigger("some-type", "greedy.f1", {})
+        await greedy.send({"type": "registerfunction", "id": "greedy.f9"})
+        result = await asyncio.wait_for(greedy.inbox.get(), 5)
+        assert result["type"] == "triggerregistrationresult" and result["id"] == refused
+        assert "max_registrations_per_worker" in result["error"]["message"]
+        assert engine.triggers.get(trigger_id) is not None
+        assert engine.functions.get("greedy.f9") is None
+        assert sum(1 for e in engine.functions if e.id.startswith("greedy.")) == 4
+        # Another worker is not affected by the greedy one's limit.
+        await other.send({"type": "registerfunction", "id": "other.f"})
+        await wait_until(lambda: engine.functions.get("other.f") is not None)
