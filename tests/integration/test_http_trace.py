@@ -79,8 +79,10 @@ async def test_http_request_through_two_workers_is_one_trace(engine_factory: Any
                     assert otel.spans is not None
                     return {s["name"] for s in otel.spans.records() if s["trace_id"] == trace_id}
 
+                # The SDK exports spans in batches as they end: a child can arrive
+                # before its parent, so wait for both of the worker's spans.
                 await wait_until(
-                    lambda: "execute database.insert" in names(),
+                    lambda: {"execute database.insert", "execute users.store"} <= names(),
                     30,
                     "the published SDK's spans to arrive as OTLP frames",
                 )
