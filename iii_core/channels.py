@@ -12,11 +12,11 @@ import asyncio
 import base64
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
 from iii_core.errors import InvocationError
+from iii_core.ids import random_bytes, uuid4_of
 
 DEFAULT_BUFFER: Final = 64
 MAX_BUFFER: Final = 1024
@@ -35,9 +35,8 @@ class Channel:
     """One channel.  ``send``/``close`` on the sender side, ``receive`` on the receiver side."""
 
     def __init__(self, buffer_size: int) -> None:
-        # One system call for both the id (a UUID v4) and the access key.
-        random = secrets.token_bytes(34)
-        self.id = str(uuid.UUID(bytes=random[:16], version=4))
+        random = random_bytes(34)  # the id (a UUID v4) and the access key
+        self.id = uuid4_of(random)
         self.key = base64.urlsafe_b64encode(random[16:]).decode()
         self.buffer_size = buffer_size
         self.created_at = time.monotonic()
@@ -101,7 +100,8 @@ class Channel:
         if self.closed:
             return
         self.closed = True
-        self._queue.put_nowait(_EOF)
+        if self._items is not None:  # no queue yet: ``receive`` sees ``closed`` instead
+            self._items.put_nowait(_EOF)
         if self._on_item is not None:
             self._notify()
 
@@ -132,6 +132,8 @@ class Channel:
 
     async def receive(self) -> ChannelItem | None:
         """The next item, or ``None`` at end of stream."""
+        if self._items is None and self.closed:  # closed before anything was sent
+            return None
         item = await self._queue.get()
         if self._space is not None:
             self._wake_sender()

@@ -328,6 +328,11 @@ class Engine:
             metadata=metadata,
         )
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The engine's event loop (cached: cheaper than ``asyncio.get_running_loop``)."""
+        return self.router.loop
+
     def start_call(
         self,
         function_id: str,

@@ -23,7 +23,6 @@ import asyncio
 import logging
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,6 +38,7 @@ from iii_core.errors import (
     TooManyInvocations,
     invocation_error,
 )
+from iii_core.ids import new_uuid4
 from iii_core.protocol import ErrorBody, InvocationResult, InvokeFunction
 
 if TYPE_CHECKING:
@@ -162,6 +162,16 @@ class InvocationRouter:
         self._observers = observers
         self.completed_total = 0
         self.rejected_total = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, looked up once: on Python 3.11 each ``get_running_loop`` is a
+        ``getpid`` system call."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     # ------------------------------------------------------------------ from workers (hot path)
 
@@ -233,7 +243,7 @@ class InvocationRouter:
             return
         pending_id = caller_id
         if pending_id is None or pending_id in self.pending:
-            pending_id = str(uuid.uuid4())
+            pending_id = new_uuid4()
         p = Pending(
             pending_id, function_id, caller, caller_id, target, msg.traceparent, msg.baggage
         )
@@ -246,9 +256,7 @@ class InvocationRouter:
                 obs.invocation_started(p)
         timeout_ms = msg.timeout_ms or entry.timeout_ms or self.default_timeout_ms
         if timeout_ms:
-            p.timer = asyncio.get_running_loop().call_later(
-                timeout_ms / 1000, self._expire, pending_id
-            )
+            p.timer = self.loop.call_later(timeout_ms / 1000, self._expire, pending_id)
         target.conn.send(
             protocol.encode(
                 InvokeFunction(
@@ -511,14 +519,14 @@ class InvocationRouter:
         """
         entry = self.functions.get(function_id)
         if entry is None or entry.handler is not None:
-            return asyncio.ensure_future(
+            return self.loop.create_task(
                 self.call(
                     function_id, data, traceparent=traceparent, baggage=baggage, metadata=metadata
                 )
             )
         ctx = CallContext(function_id, traceparent=traceparent, baggage=baggage, metadata=metadata)
         ms = entry.timeout_ms or self.default_timeout_ms
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         out: asyncio.Future[Any] = loop.create_future()
         try:
             inner = self._start_worker_call(entry, data, ctx, ms / 1000 if ms else None)
@@ -564,9 +572,9 @@ class InvocationRouter:
                 f"Too many pending invocations on the worker serving {entry.id} "
                 f"(limit {self.max_pending_per_worker})"
             )
-        pending_id = str(uuid.uuid4())
+        pending_id = new_uuid4()
         p = Pending(pending_id, entry.id, None, None, target, ctx.traceparent, ctx.baggage)
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         future: asyncio.Future[tuple[Raw | None, ErrorBody | None]] = loop.create_future()
         p.future = future
         self.pending[pending_id] = p

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from opentelemetry import propagate, trace
+from starlette.types import ASGIApp
 
 from iii_core import Engine, InvocationError
 from iii_core.channels import Channel
@@ -58,6 +59,11 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
+def _path_of(scope: Scope) -> str:
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    return normalize_path(raw_path.decode("latin-1"))
+
+
 def _has_body(headers: dict[str, str]) -> bool:
     """Whether an HTTP/1.1 request carries a body (RFC 9112 §6.3)."""
     return "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")
@@ -95,19 +101,39 @@ class _Waker:
         if not self.future.done():
             self.future.set_result(None)
 
-    async def wait(self) -> None:
+    def arm(self) -> asyncio.Future[None]:
+        """The future to await for the next event."""
         if self.future.done():
             self.future = self._loop.create_future()
         self._channel.on_item(self)
-        await self.future
+        return self.future
 
     def disarm(self) -> None:
         """Stop waiting: the request streams the channel itself from now on."""
         self()
 
 
+def tracer_installed() -> bool:
+    """Whether an OpenTelemetry SDK tracer provider is installed (the otel module installs one)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Add ``Origin`` to ``Vary`` as Starlette's CORS middleware does for a request without an
+    ``Origin`` header (every ``Vary`` entry is merged into one)."""
+    varies = [value for name, value in headers if name.lower() == b"vary"]
+    if not varies:
+        return [*headers, (b"vary", b"Origin")]
+    merged = b", ".join([*varies, b"Origin"])
+    return [(n, v) for n, v in headers if n.lower() != b"vary"] + [(b"vary", merged)]
+
+
 class HttpHandler:
-    """The ASGI app behind every ``http`` trigger route."""
+    """The ASGI app behind every ``http`` trigger route.
+
+    Two entries: the handler itself, mounted at ``/`` in the module's Starlette app (behind its
+    CORS middleware), and :meth:`front_door`, what the HTTP server runs.
+    """
 
     def __init__(self, engine: Engine, config: RestApiConfig, routes: RouteTable) -> None:
         self.engine = engine
@@ -117,18 +143,56 @@ class HttpHandler:
         self.limit = config.concurrency_request_limit
         self.max_body = config.max_body_bytes
         self.inflight = 0
+        self.tracing = tracer_installed()
+        """Whether spans are recorded; the module refreshes it once every module has started
+        (checking per request costs an environment lookup)."""
         self.requests_total = 0
         self.rejected_total = 0
+
+    def front_door(self, app: ASGIApp) -> ASGIApp:
+        """The app the HTTP server runs, in front of ``app`` (the Starlette app).
+
+        A request for a trigger route comes straight to the handler when Starlette's middleware
+        would do nothing but add ``Vary: Origin`` (no ``Origin`` header, not ``OPTIONS``); that
+        saves its four layers per request.  Everything else (cross-origin requests, preflights,
+        unknown paths, routes added to the Starlette app) goes through ``app``.
+        """
+
+        async def front(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["method"] != "OPTIONS":
+                match = self.routes.match(_path_of(scope))
+                if match is not None:
+                    headers = req.headers_of(scope["headers"])
+                    if "origin" not in headers:
+
+                        async def send_vary(message: Message) -> None:
+                            if message["type"] == "http.response.start":
+                                message["headers"] = vary_origin(message["headers"])
+                            await send(message)
+
+                        await self._route(match, headers, scope, receive, send_vary)
+                        return
+            await app(scope, receive, send)
+
+        return front
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = normalize_path(raw_path.decode("latin-1"))
-        match = self.routes.match(path)
+        match = self.routes.match(_path_of(scope))
         if match is None:
             await _respond(send, 404)
             return
+        await self._route(match, req.headers_of(scope["headers"]), scope, receive, send)
+
+    async def _route(
+        self,
+        match: tuple[dict[str, list[Route]], list[str]],
+        headers: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         methods, parts = match
         method: str = scope["method"]
         stack = methods.get(method)
@@ -146,101 +210,57 @@ class HttpHandler:
             return
         self.inflight += 1
         self.requests_total += 1
+        route = stack[-1]
         try:
-            await self._serve(stack[-1], parts, method, scope, receive, send)
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_body:
+                await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
+                return
+            json_request = req.is_json(headers)
+            body: Any = None
+            if json_request:
+                try:
+                    body = req.parse_json_body(await self._read_body(receive))
+                except BodyTooLarge:
+                    await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
+                    return
+            data = req.build_input(
+                route,
+                method,
+                headers,
+                req.query_of(scope["query_string"]),
+                req.path_params_of(route, parts),
+                body,
+            )
+            if not self.tracing:
+                # No SDK installed (the otel module is not loaded): spans would be no-ops, so
+                # skip their cost and forward the client's own trace context, if any.
+                traceparent = headers.get("traceparent")
+                await self._invoke(
+                    route, method, headers, data, json_request, traceparent, receive, send
+                )
+                return
+            parent = propagate.extract(headers) if "traceparent" in headers else None
+            with tracer.start_as_current_span(
+                f"{method} {route.api_path_as_given}", context=parent, kind=trace.SpanKind.SERVER
+            ) as span:
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                status = await self._invoke(
+                    route,
+                    method,
+                    headers,
+                    data,
+                    json_request,
+                    carrier.get("traceparent"),
+                    receive,
+                    send,
+                )
+                span.set_attribute("http.response.status_code", status)
         except ClientGone:
             pass
         finally:
             self.inflight -= 1
-
-    async def _serve(
-        self,
-        route: Route,
-        parts: list[str],
-        method: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        headers = req.headers_of(scope["headers"])
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
-            await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
-            return
-        json_request = req.is_json(headers)
-        body: Any = None
-        if json_request:
-            try:
-                body = req.parse_json_body(await self._read_body(receive))
-            except BodyTooLarge:
-                await _respond(send, 413, _TOO_LARGE, JSON_HEADERS)
-                return
-        data = req.build_input(
-            route,
-            method,
-            headers,
-            req.query_of(scope["query_string"]),
-            req.path_params_of(route, parts),
-            body,
-        )
-        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            # No SDK installed (the otel module is not loaded): spans would be no-ops, so skip
-            # their cost and forward the client's own trace context, if any.
-            await self._traced(
-                route,
-                method,
-                headers,
-                data,
-                json_request,
-                headers.get("traceparent"),
-                receive,
-                send,
-            )
-            return
-        parent = propagate.extract(headers) if "traceparent" in headers else None
-        with tracer.start_as_current_span(
-            f"{method} {route.api_path_as_given}", context=parent, kind=trace.SpanKind.SERVER
-        ) as span:
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
-            status = await self._traced(
-                route,
-                method,
-                headers,
-                data,
-                json_request,
-                carrier.get("traceparent"),
-                receive,
-                send,
-            )
-            span.set_attribute("http.response.status_code", status)
-
-    async def _traced(
-        self,
-        route: Route,
-        method: str,
-        headers: dict[str, str],
-        data: dict[str, Any],
-        json_request: bool,
-        traceparent: str | None,
-        receive: Receive,
-        send: Send,
-    ) -> int:
-        """Condition, then the function; returns the response status."""
-        if condition_function(route.trigger.config) is not None:
-            try:
-                allowed = await condition_allows(
-                    self.engine, route.trigger.config, data, traceparent=traceparent
-                )
-            except Exception as exc:
-                await self._error(send, route, method, headers, exc, "condition")
-                return 500
-            if not allowed:
-                await _respond(send, 422, _CONDITION_FAILED, JSON_HEADERS)
-                return 422
-        return await self._invoke(
-            route, method, headers, data, json_request, traceparent, receive, send
-        )
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -290,6 +310,18 @@ class HttpHandler:
         receive: Receive,
         send: Send,
     ) -> int:
+        """The condition, then the function; returns the response status."""
+        if condition_function(route.trigger.config) is not None:
+            try:
+                allowed = await condition_allows(
+                    self.engine, route.trigger.config, data, traceparent=traceparent
+                )
+            except Exception as exc:
+                await self._error(send, route, method, headers, exc, "condition")
+                return 500
+            if not allowed:
+                await _respond(send, 422, _CONDITION_FAILED, JSON_HEADERS)
+                return 422
         channels = self.engine.channels
         try:
             body_channel = channels.create()
@@ -308,7 +340,7 @@ class HttpHandler:
         response_channel.claim("read")
         data["request_body"] = body_channel.ref("read")
         data["response"] = response_channel.ref("write")
-        loop = asyncio.get_running_loop()
+        loop = self.engine.loop
         deadline = loop.time() + self.timeout
         waker = _Waker(loop, response_channel)
         call = self.engine.start_call(route.function_id, data, traceparent=traceparent)
@@ -316,7 +348,7 @@ class HttpHandler:
         pump = None
         if not json_request:
             if _has_body(headers):
-                pump = asyncio.ensure_future(self._pump(receive, body_channel))
+                pump = loop.create_task(self._pump(receive, body_channel))
                 pump.add_done_callback(waker)
             else:  # a GET, say: no body to stream, so no task to stream it
                 body_channel.close_nowait()
@@ -360,7 +392,7 @@ class HttpHandler:
                 if loop.time() >= deadline:
                     await _respond(send, 504)
                     return 504
-                await waker.wait()
+                await waker.arm()
         finally:
             waker.disarm()
             for timer in timers:

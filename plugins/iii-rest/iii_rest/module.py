@@ -12,7 +12,7 @@ from starlette.routing import Mount
 
 from iii_core import Engine, Module, Trigger, structure
 from iii_rest.config import CorsConfig, RestApiConfig
-from iii_rest.handler import HttpHandler
+from iii_rest.handler import HttpHandler, tracer_installed
 from iii_rest.routes import Route, RouteTable, parse_trigger
 from iii_rest.server import HttpServer, create_server
 
@@ -59,6 +59,8 @@ class RestApiModule(Module):
             routes=[Mount("/", app=self.handler)],
             middleware=[cors_middleware(self.config.cors)],
         )
+        self.asgi = self.handler.front_door(self.app)
+        """What the HTTP server runs: trigger routes skip the middleware when they can."""
         self.port: int | None = None
         self._server: HttpServer | None = None
 
@@ -66,7 +68,7 @@ class RestApiModule(Module):
         await self.engine.register_trigger_type(TRIGGER_TYPE, "HTTP API route", self)
         self._server = create_server(
             self.config.server,
-            self.app,
+            self.asgi,
             self.config.host,
             self.config.port,
             self.config.header_timeout / 1000,
@@ -79,6 +81,10 @@ class RestApiModule(Module):
             self.config.host,
             self.port,
         )
+
+    async def run(self) -> None:
+        # Every module has initialised: the otel module, when loaded, installed its tracer.
+        self.handler.tracing = tracer_installed()
 
     async def shutdown(self) -> None:
         if self._server is not None:

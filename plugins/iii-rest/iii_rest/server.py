@@ -94,6 +94,9 @@ class UvicornServer:
             app,
             http=head_timeout_protocol(header_timeout),
             lifespan="off",
+            # Nothing reads the client address (the function input has none), so the real peer
+            # is kept rather than X-Forwarded-For rewritten in.
+            proxy_headers=False,
             log_config=None,
             access_log=False,
             server_header=False,

@@ -265,6 +265,48 @@ async def test_cors(rest: Any, server: str) -> None:
         assert r.headers["access-control-allow-origin"] == "*"
 
 
+async def test_same_headers_with_and_without_the_middleware(rest: Any, server: str) -> None:
+    """A request without ``Origin`` skips the Starlette middleware (the handler's front door): it
+    gets the ``Vary: Origin`` the CORS middleware would add, merged with the function's own."""
+
+    async def handler(data: Any) -> Any:
+        return {"status_code": 200, "body": 1, "headers": {"vary": "Accept"}}
+
+    async def plain(data: Any) -> Any:
+        return {"status_code": 200, "body": 1}
+
+    async with rest(server) as (engine, http), raw_worker(engine) as w:
+        await route(w, "vary.fn", handler, "v", "GET", engine)
+        await route(w, "plain.fn", plain, "p", "GET", engine)
+        r = await http.get("/v")
+        assert r.status_code == 200
+        assert r.headers.get_list("vary") == ["Accept, Origin"]
+        r = await http.get("/p")
+        assert r.headers.get_list("vary") == ["Origin"]
+        missing = await http.get("/nowhere")  # through Starlette: same header
+        assert missing.status_code == 404
+        assert missing.headers.get_list("vary") == ["Origin"]
+        wrong = await http.post("/p")
+        assert wrong.status_code == 405
+        assert wrong.headers.get_list("vary") == ["Origin"]
+        cross = await http.get("/v", headers={"origin": "https://a.example"})
+        assert cross.headers["access-control-allow-origin"] == "*"
+
+
+async def test_routes_added_to_the_starlette_app_are_served(rest: Any, server: str) -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route as StarletteRoute
+
+    async def health(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async with rest(server) as (engine, http):
+        module = rest_module(engine)
+        module.app.router.routes.insert(0, StarletteRoute("/health", health))
+        r = await http.get("/health")
+        assert (r.status_code, r.text) == (200, "ok")
+
+
 async def test_body_limit_413(rest: Any, server: str) -> None:
     async def handler(data: Any) -> Any:
         if data["body"] is None:
