@@ -36,3 +36,12 @@ class Module:
 
     async def shutdown(self) -> None:
         """Release resources.  Called in reverse start order, within the shutdown deadline."""
+
+    def gauges(self) -> dict[str, int]:
+        """Sizes of the module's bounded in-memory state, and its counters.
+
+        Names are prefixed with the module's area (``queue_inflight``, ``cron_jobs``); a name
+        ending in ``_total`` is a counter.  The otel module exports each as ``iii_<name>`` on
+        its Prometheus endpoint; leak tests compare them before and after a fault.
+        """
+        return {}

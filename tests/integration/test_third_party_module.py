@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from iii_core.testing import connect_when_ready, free_port
@@ -50,11 +51,13 @@ def test_listed_by_iii_modules(greeter_env: dict[str, str]) -> None:
 
 
 async def test_loaded_from_config_and_called(greeter_env: dict[str, str], tmp_path: Path) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
         "modules:\n  - class: modules::greeter::GreeterModule\n"
         "    config:\n      greeting: ${III_TEST_GREETING:Hello}\n"
+        "  - class: modules::observability::OtelModule\n"
+        f"    config:\n      prometheus_port: {metrics_port}\n"
     )
     env = dict(greeter_env, III_TEST_GREETING="Bonjour")
     proc = subprocess.Popen(
@@ -74,6 +77,11 @@ async def test_loaded_from_config_and_called(greeter_env: dict[str, str], tmp_pa
         assert await worker.call("greeter::hello", {"name": "Ada"}) == {"message": "Bonjour, Ada!"}
         bad = await worker.call_raw("greeter::hello", {"name": ""})
         assert bad["error"]["code"] == "invalid_input"
+        # The module's gauges() reach Prometheus through the otel module.
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        assert "counter" in next(x for x in metrics.splitlines() if "TYPE iii_greeter" in x)
+        assert "iii_greeter_greetings_total 1.0" in metrics
         await worker.close()
     finally:
         proc.terminate()

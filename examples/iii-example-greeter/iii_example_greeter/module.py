@@ -28,6 +28,7 @@ class GreeterModule(Module):
     def __init__(self, engine: Engine, config: dict[str, Any] | None) -> None:
         super().__init__(engine, config)
         self.config = structure(GreeterConfig, config, "modules::greeter::GreeterModule config")
+        self.greetings = 0
 
     async def initialize(self) -> None:
         self.engine.register_function(
@@ -44,7 +45,12 @@ class GreeterModule(Module):
             raise InvocationError("'name' must be a non-empty string", code="invalid_input")
         if len(name) > self.config.max_name_length:
             raise InvocationError("'name' is too long", code="invalid_input")
+        self.greetings += 1
         return {"message": f"{self.config.greeting}, {name}!"}
+
+    def gauges(self) -> dict[str, int]:
+        """Exported by the otel module as the counter ``iii_greeter_greetings_total``."""
+        return {"greeter_greetings_total": self.greetings}
 
     async def register_trigger(self, trigger: Trigger) -> None:
         if not isinstance(trigger.config, dict) or not isinstance(trigger.config.get("name"), str):

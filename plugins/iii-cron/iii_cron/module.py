@@ -54,6 +54,15 @@ class CronModule(Module):
         self.jobs: dict[str, CronJob] = {}
         self.stats = CronStats()
 
+    def gauges(self) -> dict[str, int]:
+        return {
+            "cron_jobs": len(self.jobs),
+            "cron_fired_total": self.stats.fired,
+            "cron_errors_total": self.stats.errors,
+            "cron_skipped_condition_total": self.stats.skipped_condition,
+            "cron_skipped_lock_total": self.stats.skipped_lock,
+        }
+
     async def initialize(self) -> None:
         await self.lock.start()
         await self.engine.register_trigger_type(

@@ -60,6 +60,13 @@ class ExecModule(Module):
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    def gauges(self) -> dict[str, int]:
+        return {
+            "exec_processes": len(self._groups),
+            "exec_pipeline_runs_total": self.pipeline_runs,
+            "exec_crashes_total": self.crashes,
+        }
+
     # ------------------------------------------------------------------ life cycle
 
     async def initialize(self) -> None:

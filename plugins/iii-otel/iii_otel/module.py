@@ -169,17 +169,16 @@ class OtelModule(Module):
         if self.forwarder is not None and self.settings.spans_to_otlp:
             self.forwarder.add("traces", span)
 
-    def store_gauges(self) -> dict[str, int]:
-        """Sizes of this module's bounded stores (exported as ``iii_otel_*`` gauges)."""
-        out = {
-            "spans": len(self.spans) if self.spans is not None else 0,
-            "logs": len(self.logs.store) if self.logs is not None else 0,
-            "metric_points": len(self.metrics) if self.metrics is not None else 0,
-            "export_queued": self.forwarder.queued() if self.forwarder is not None else 0,
-            "export_dropped_total": self.forwarder.dropped_total if self.forwarder else 0,
-            "log_trigger_inflight": self.logs.inflight if self.logs is not None else 0,
+    def gauges(self) -> dict[str, int]:
+        """Sizes of this module's bounded stores (exported as ``iii_otel_*``)."""
+        return {
+            "otel_spans": len(self.spans) if self.spans is not None else 0,
+            "otel_logs": len(self.logs.store) if self.logs is not None else 0,
+            "otel_metric_points": len(self.metrics) if self.metrics is not None else 0,
+            "otel_export_queued": self.forwarder.queued() if self.forwarder is not None else 0,
+            "otel_export_dropped_total": self.forwarder.dropped_total if self.forwarder else 0,
+            "otel_log_trigger_inflight": self.logs.inflight if self.logs is not None else 0,
         }
-        return out
 
     async def shutdown(self) -> None:
         if self._log_handler is not None:

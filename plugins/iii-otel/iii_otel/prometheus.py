@@ -2,12 +2,13 @@
 
 Nothing is pushed into ``prometheus_client`` on the hot path: a custom collector reads the plain
 counters of :class:`~iii_otel.stats.InvocationStats`, the observer and the engine's
-``gauges()`` when Prometheus scrapes.  Every metric name is listed in the README.
+``gauges()`` and every module's when Prometheus scrapes.  Every metric name is listed in the README.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -24,11 +25,13 @@ from prometheus_client.registry import Collector
 from iii_otel.stats import BUCKETS
 
 if TYPE_CHECKING:
+    from iii_core import Module
     from iii_otel.module import OtelModule
 
 log = logging.getLogger("iii.otel")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class EngineCollector(Collector):
@@ -103,8 +106,27 @@ class EngineCollector(Collector):
 
         for name, size in engine.gauges().items():
             yield GaugeMetricFamily(f"iii_engine_{name}", f"Engine store size: {name}", value=size)
-        for name, size in module.store_gauges().items():
-            yield GaugeMetricFamily(f"iii_otel_{name}", f"Observability store: {name}", value=size)
+        yield from self._module_metrics(engine.modules)
+
+    def _module_metrics(self, modules: list[Module]) -> Iterator[Metric]:
+        """Every module's ``gauges()``: ``iii_<name>``, a counter when the name ends in
+        ``_total``.  A name two modules share is exported once (the first module's)."""
+        seen: set[str] = set()
+        for module in modules:
+            try:
+                values = module.gauges()
+            except Exception as exc:  # one module's bug must not break the scrape
+                log.warning("%s.gauges() failed: %s", type(module).__name__, exc)
+                continue
+            for name, value in values.items():
+                if name in seen or not _METRIC_NAME.match(name):
+                    continue
+                seen.add(name)
+                what = f"{type(module).__name__}: {name}"
+                if name.endswith("_total"):
+                    yield CounterMetricFamily(f"iii_{name[: -len('_total')]}", what, value=value)
+                else:
+                    yield GaugeMetricFamily(f"iii_{name}", what, value=value)
 
 
 class PrometheusServer:

@@ -99,3 +99,28 @@ async def test_prometheus_binds_the_configured_host(engine_factory):
 async def test_prometheus_can_be_disabled(engine_factory):
     async with engine_factory(otel_config(prometheus_enabled=False)) as engine:
         assert otel_module(engine).metrics_port is None
+
+
+async def test_every_modules_gauges_are_exported(engine_factory):
+    from iii_core import Module
+
+    class Demo(Module):
+        def gauges(self) -> dict[str, int]:
+            # otel_spans is the otel module's: the first module to name a metric wins.
+            return {"demo_items": 3, "demo_done_total": 7, "otel_spans": 99, "Bad-Name": 1}
+
+    class Broken(Module):
+        def gauges(self) -> dict[str, int]:
+            raise RuntimeError("bug")
+
+    async with engine_factory(otel_config()) as engine:
+        engine.modules.extend([Broken(engine, None), Demo(engine, None)])
+        try:
+            samples = await scrape(otel_module(engine).metrics_port)
+        finally:
+            del engine.modules[-2:]
+    assert _value(samples, "iii_demo_items") == 3
+    assert _value(samples, "iii_demo_done_total") == 7
+    assert _value(samples, "iii_otel_spans") != 99
+    assert ("iii_otel_export_dropped_total", ()) in samples
+    assert not any("bad" in name.lower() for name, _ in samples)

@@ -124,6 +124,9 @@ class HttpFunctionsModule(Module):
         self._owner: dict[str, str] = {}
         self._client: httpx.AsyncClient | None = None
 
+    def gauges(self) -> dict[str, int]:
+        return {"http_functions": len(self._owner)}
+
     async def initialize(self) -> None:
         limits = httpx.Limits(
             max_connections=self.config.max_connections,

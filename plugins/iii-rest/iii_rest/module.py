@@ -120,4 +120,9 @@ class RestApiModule(Module):
 
     def gauges(self) -> dict[str, int]:
         """Sizes of this module's bounded state (routes are bounded by the trigger registry)."""
-        return {"http_routes": len(self.routes), "http_requests_in_flight": self.handler.inflight}
+        return {
+            "http_routes": len(self.routes),
+            "http_requests_in_flight": self.handler.inflight,
+            "http_requests_total": self.handler.requests_total,
+            "http_requests_rejected_total": self.handler.rejected_total,
+        }

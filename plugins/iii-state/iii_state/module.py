@@ -79,6 +79,16 @@ class StateModule(Module):
     async def shutdown(self) -> None:
         await self.store.close()
 
+    def gauges(self) -> dict[str, int]:
+        t = self.triggers
+        return {
+            "state_triggers": len(t.triggers),
+            "state_pending_events": t.pending_events,
+            "state_events_dispatched_total": t.events_dispatched,
+            "state_events_dropped_total": t.events_dropped,
+            "state_handler_errors_total": t.handler_errors,
+        }
+
     # ------------------------------------------------------------------ functions
 
     async def set(self, data: Any, ctx: CallContext) -> Any:
