@@ -486,6 +486,11 @@ class Engine:
             await asyncio.sleep(60)
             self.channels.sweep()
 
+    @property
+    def stopping(self) -> bool:
+        """True from the start of :meth:`stop` (modules tell a shutdown from a worker's fault)."""
+        return self._stopping
+
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, let calls finish within the grace period,
         fail the rest with ``invocation_stopped``, stop modules in reverse order."""

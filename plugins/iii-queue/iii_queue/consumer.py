@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("iii.queue")
 tracer = trace.get_tracer("iii.queue")
 
-#: Delay before a job whose handler was unreachable (worker gone, function not registered) is
-#: offered again; this does not count as an attempt.
+#: Delay before a job whose function is not registered (or that the engine's shutdown stopped)
+#: is offered again; this does not count as an attempt.
 REDELIVERY_DELAY_MS = 200
 
 
@@ -171,8 +171,18 @@ class Consumer:
                         traceparent=traceparent,
                         baggage=job.baggage,
                     )
-            except (InvocationStopped, FunctionNotFound) as exc:
-                # Nobody ran (or finished) the job: offer it again without counting an attempt.
+            except InvocationStopped as exc:
+                if module.engine.stopping:
+                    # The engine's shutdown stopped it: not the job's fault.
+                    await self._settle(job, "release", now_ms() + REDELIVERY_DELAY_MS)
+                    return
+                # The worker disconnected while handling it: a failed attempt, so that a job
+                # that crashes its worker every time ends in the dead-letter queue instead of
+                # crashing workers forever.
+                await self._failed(job, exc)
+                return
+            except FunctionNotFound as exc:
+                # Nobody could run the job: offer it again without counting an attempt.
                 log.debug(
                     "queue %s: job %s not handled (%s), redelivering", self.label, job.id, exc
                 )

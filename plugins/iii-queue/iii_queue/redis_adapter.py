@@ -21,7 +21,7 @@ acknowledged to a producer).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import redis.asyncio as aioredis
@@ -290,11 +290,12 @@ class RedisQueueAdapter:
         return bool(done)
 
     async def topics(self) -> list[str]:
-        return sorted(t.decode() for t in await self.redis.smembers(TOPICS_KEY))
+        members = cast("set[bytes]", await self.redis.smembers(TOPICS_KEY))
+        return sorted(t.decode() for t in members)
 
     async def dlq_list(self, topic: str, offset: int, limit: int) -> list[DeadLetter]:
         k = self.keys(topic)
-        ids = await self.redis.zrange(k.dead, offset, offset + limit - 1)
+        ids = cast("list[bytes]", await self.redis.zrange(k.dead, offset, offset + limit - 1))
         if not ids:
             return []
         bodies = await self.redis.hmget(k.dlq, ids)
@@ -306,7 +307,7 @@ class RedisQueueAdapter:
     async def _dead_letters(self, topic: str, ids: list[str] | None) -> list[DeadLetter]:
         k = self.keys(topic)
         if ids is None:
-            ids = [i.decode() for i in await self.redis.zrange(k.dead, 0, -1)]
+            ids = [i.decode() for i in cast("list[bytes]", await self.redis.zrange(k.dead, 0, -1))]
         if not ids:
             return []
         bodies = await self.redis.hmget(k.dlq, ids)
@@ -326,7 +327,7 @@ class RedisQueueAdapter:
     async def dlq_discard(self, topic: str, ids: list[str] | None) -> int:
         k = self.keys(topic)
         if ids is None:
-            ids = [i.decode() for i in await self.redis.zrange(k.dead, 0, -1)]
+            ids = [i.decode() for i in cast("list[bytes]", await self.redis.zrange(k.dead, 0, -1))]
         if not ids:
             return 0
         return int(await self._discard(keys=[k.dead, k.dlq], args=ids))

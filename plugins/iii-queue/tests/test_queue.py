@@ -280,3 +280,35 @@ async def test_config_errors_are_clear(engine_factory) -> None:
     with pytest.raises(ConfigError, match="concurrency"):
         async with engine_factory(queue_config(MEMORY, queues={"q": {"concurrency": 0}})):
             pass
+
+
+async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
+    engine_factory, adapter
+) -> None:
+    """A worker's disconnect during a job counts as a failed attempt: a poison job ends in the
+    dead-letter queue after max_retries + 1 deliveries instead of crashing workers forever."""
+    async with engine_factory(queue_config(adapter)) as engine, raw_worker(engine) as producer:
+        queue = engine.modules[-1]
+        await _enqueue(producer, "poison", {"id": 1})
+        for delivery in range(3):  # maxRetries 2: three deliveries
+            async with raw_worker(engine) as victim:
+                got = asyncio.Event()
+
+                async def crash(data: Any, victim: Any = victim, got: asyncio.Event = got) -> Any:
+                    got.set()
+                    await victim.ws.close()  # the worker "crashes" mid-job
+                    await asyncio.sleep(10)
+
+                await victim.register_function("poison.job", crash)
+                cfg = {"maxRetries": 2, "backoffDelayMs": 50}
+                await victim.register_trigger(
+                    "queue", "poison.job", {"topic": "poison", "queue_config": cfg}
+                )
+                await asyncio.wait_for(got.wait(), 15)
+            await wait_until(
+                lambda: queue.gauges()["queue_consumers"] == 0, 10, f"delivery {delivery} over"
+            )
+        await wait_until(lambda: queue.dead_total == 1, 10, "dead letter")
+        [letter] = (await producer.call("queue::dlq::list", {"topic": "poison"}))["messages"]
+        assert letter["data"] == {"id": 1} and letter["attempts"] == 3
+        assert "invocation_stopped" in letter["error"]
