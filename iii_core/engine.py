@@ -505,14 +505,16 @@ class Engine:
         except Exception as exc:
             log.error("engine_stopping hook failed: %s", exc)
         deadline = time.monotonic() + self.config.shutdown_grace_ms / 1000
-        while self.router.pending and time.monotonic() < deadline:
+        router = self.router
+        while (router.pending or router.module_calls) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if self.router.pending:
+        if router.pending or router.module_calls:
             log.warning(
                 "%d invocations still pending after the grace period; stopping them",
-                len(self.router.pending),
+                len(router.pending) + len(router.module_calls),
             )
-        self.router.stop_all("Invocation stopped: engine shutting down")
+        await router.stop_module_calls()
+        router.stop_all("Invocation stopped: engine shutting down")
         await self._shutdown_modules()
         if server is not None:
             await server.close()

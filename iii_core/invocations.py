@@ -149,7 +149,7 @@ class InvocationRouter:
         *,
         default_timeout_ms: int | None = None,
         max_pending_per_worker: int = 10_000,
-        spawn: Callable[[Awaitable[Any]], None],
+        spawn: Callable[[Awaitable[Any]], asyncio.Future[Any]],
         observers: list[EngineObserver],
     ) -> None:
         self.functions = functions
@@ -162,6 +162,9 @@ class InvocationRouter:
         self._observers = observers
         self.completed_total = 0
         self.rejected_total = 0
+        self.module_calls: set[asyncio.Future[Any]] = set()
+        """Calls from workers to in-process functions now running (the shutdown grace waits for
+        them as for :attr:`pending`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -215,7 +218,9 @@ class InvocationRouter:
             return
         data = protocol.inject_caller(msg.data, caller.id)
         if entry.handler is not None:
-            self._spawn(self._run_module(entry, caller, caller_id, data, msg))
+            call = self._spawn(self._run_module(entry, caller, caller_id, data, msg))
+            self.module_calls.add(call)
+            call.add_done_callback(self.module_calls.discard)
             return
         target = entry.pick_owner()
         if target is None:  # pragma: no cover - entries without owners are removed
@@ -369,7 +374,13 @@ class InvocationRouter:
             baggage=msg.baggage,
             metadata=msg.metadata,
         )
-        result, error = await self._observed_module_call(entry, caller, data, ctx)
+        try:
+            result, error = await self._observed_module_call(entry, caller, data, ctx)
+        except asyncio.CancelledError:  # the engine stopped past its grace period
+            if caller_id is not None:
+                stopped = _error("invocation_stopped", "Invocation stopped: engine shutting down")
+                self._reply(caller, caller_id, entry.id, None, stopped, ctx.traceparent)
+            raise
         if caller_id is not None:
             self._reply(caller, caller_id, entry.id, result, error, ctx.traceparent)
 
@@ -649,6 +660,15 @@ class InvocationRouter:
                     for obs in self._observers:
                         obs.invocation_finished(p, _error("invocation_stopped", "Caller gone"))
         worker.inflight.clear()
+
+    async def stop_module_calls(self) -> None:
+        """Cancel the in-process calls workers are waiting for (engine shutdown after the grace
+        period); each caller is answered ``invocation_stopped`` before this returns."""
+        calls = list(self.module_calls)
+        for call in calls:
+            call.cancel()
+        if calls:
+            await asyncio.wait(calls, timeout=5)
 
     def stop_all(self, reason: str = "Invocation stopped") -> None:
         """Fail every pending call (engine shutdown after the grace period)."""

@@ -20,11 +20,23 @@ class OwnedTasks:
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # Looked up once: on Python 3.11 each get_running_loop is a getpid system call, and a
+        # task is spawned for every call a worker makes to an in-process function.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def spawn(
         self, coro: Coroutine[Any, Any, Any] | Awaitable[Any], name: str | None = None
     ) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
+        if isinstance(coro, Coroutine):
+            task: asyncio.Future[Any] = self._running_loop().create_task(coro)
+        else:
+            task = asyncio.ensure_future(coro)
         if name and isinstance(task, asyncio.Task):
             task.set_name(name)
         self._tasks.add(task)

@@ -285,3 +285,24 @@ async def test_only_the_target_may_answer_a_call(engine_factory: Any) -> None:
         assert not call.done()
         await b.send({**forged, "result": "real"})
         assert (await call)["result"] == "real"
+
+
+async def test_shutdown_grace_covers_calls_to_in_process_functions(engine_factory: Any) -> None:
+    """A worker's call to a module function runs on through the grace period; one that outlasts
+    it is answered ``invocation_stopped`` before the engine closes the connection."""
+    async with engine_factory(shutdown_grace_ms=1500) as engine, raw_worker(engine) as w:
+
+        async def slow(data: Any, ctx: Any) -> Any:
+            await asyncio.sleep(data["s"])
+            return "done"
+
+        engine.register_function("module.slow", slow)
+        quick = asyncio.ensure_future(w.call_raw("module.slow", {"s": 0.5}, 10))
+        stuck = asyncio.ensure_future(w.call_raw("module.slow", {"s": 60}, 10))
+        await wait_until(lambda: len(engine.router.module_calls) == 2, 5, "both calls running")
+        started = asyncio.get_running_loop().time()
+        await engine.stop()
+        assert 1.4 < asyncio.get_running_loop().time() - started < 5
+        assert (await quick)["result"] == "done"
+        assert (await stuck)["error"]["code"] == "invocation_stopped"
+        assert not engine.router.module_calls
