@@ -153,7 +153,7 @@ class PrometheusServer:
             await self._runner.cleanup()
             self._runner = None
             raise
-        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
+        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr,attr-defined]
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     async def stop(self) -> None:

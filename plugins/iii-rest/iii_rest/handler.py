@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from opentelemetry import propagate, trace
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iii_core import Engine, InvocationError
 from iii_core.channels import Channel
@@ -28,10 +27,6 @@ from iii_rest.routes import Route, RouteTable, normalize_path
 log = logging.getLogger("iii.rest")
 tracer = trace.get_tracer("iii.rest")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _CONDITION_FAILED: Final = b'{"error":"Request condition not met","skipped":true}'
 _BUSY: Final = b'{"error":"too many requests in flight"}'
@@ -358,9 +353,9 @@ class HttpHandler:
         try:
             while True:
                 if not returned_null and call.done():
-                    exc = call.exception()
-                    if exc is not None:
-                        await self._error(send, route, method, headers, exc, "function")
+                    failure = call.exception()
+                    if failure is not None:
+                        await self._error(send, route, method, headers, failure, "function")
                         return 500
                     value = call.result()
                     if value is not None:
