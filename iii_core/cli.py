@@ -9,7 +9,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from importlib.metadata import version
+from typing import Any
 
 import attrs
 
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("running the default configuration (no config file)")
         else:
             log.info("using config file %s", config.source)
+        runner: Callable[[Coroutine[Any, Any, None]], None]
         try:
             import uvloop
 

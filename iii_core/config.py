@@ -14,7 +14,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import attrs
 import cattrs
-import yaml
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the env
 
 from iii_core.errors import ConfigError
 

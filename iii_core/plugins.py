@@ -10,7 +10,7 @@ import importlib.metadata
 import inspect
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
@@ -21,6 +21,8 @@ from iii_core.errors import ConfigError, PluginError
 from iii_core.hookspecs import AdapterSpec, ModuleSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from iii_core.engine import Engine
     from iii_core.module import Module
 
@@ -77,9 +79,9 @@ class Plugins:
         for plugin in extra_plugins or []:
             self.pm.register(plugin)
         dists: dict[int, str] = {}
-        for dist in importlib.metadata.distributions():
-            dist_name = dist.metadata["name"]
-            for ep in dist.entry_points:
+        for distribution in importlib.metadata.distributions():
+            dist_name = distribution.metadata["name"]
+            for ep in distribution.entry_points:
                 if ep.group != ENTRY_POINT_GROUP or self.pm.is_blocked(ep.name):
                     continue
                 if self.pm.get_plugin(ep.name) is not None:
@@ -118,7 +120,7 @@ class Plugins:
     @staticmethod
     def _call(impl: pluggy.HookImpl, hook: str) -> list[Any]:
         try:
-            return list(impl.function() or [])
+            return list(cast("Iterable[Any]", impl.function() or []))
         except Exception as exc:
             raise PluginError(f"plugin {impl.plugin_name}: {hook} failed: {exc}") from exc
 

@@ -19,7 +19,7 @@ Contract:
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
@@ -203,7 +203,8 @@ def decode_message(frame: bytes | str) -> Message:
         _raise_precise(frame, exc)
         raise AssertionError("unreachable") from exc
     except UnicodeError as exc:  # invalid UTF-8 bytes, or a str holding lone surrogates
-        raise ProtocolError(f"not valid UTF-8 text: {exc.reason} at {exc.start}") from None
+        err = cast("UnicodeDecodeError | UnicodeEncodeError", exc)
+        raise ProtocolError(f"not valid UTF-8 text: {err.reason} at {err.start}") from None
     except RecursionError:  # msgspec skips unknown deep values recursively
         raise ProtocolError("JSON nested too deeply") from None
 

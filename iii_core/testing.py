@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the env
 
 from iii_core.config import EngineConfig, parse_config
 from iii_core.engine import Engine

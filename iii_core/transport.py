@@ -13,7 +13,7 @@ import contextlib
 import logging
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -224,9 +224,10 @@ class WorkerServer:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, host, port, backlog=self.config.listen_backlog)
         await self._site.start()
-        server = self._site._server
+        # aiohttp types ``_server`` as AbstractServer; a TCPSite's is an asyncio.Server.
+        server = cast("asyncio.Server | None", self._site._server)
         assert server is not None
-        bound: int = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound: int = server.sockets[0].getsockname()[1]
         return bound
 
     async def stop_accepting(self) -> None:
@@ -301,8 +302,8 @@ class WorkerServer:
                 elif kind is _BINARY:
                     pending = handle_binary(worker, msg.data)
                 elif kind is WSMsgType.ERROR:
-                    exc = ws.exception()
-                    log.warning("worker %s connection error: %s", worker.id, exc)
+                    error = ws.exception()
+                    log.warning("worker %s connection error: %s", worker.id, error)
                     break
                 else:
                     break

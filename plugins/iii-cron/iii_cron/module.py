@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -96,8 +96,15 @@ class CronModule(Module):
             totals=self.stats,
         )
         self.jobs[trigger.id] = job
-        job.task = self.engine.spawn(job.run(), name=f"cron job {trigger.id}")
-        job.task.add_done_callback(lambda _task, job=job: self._job_ended(job))
+        # Engine.spawn returns the Task that asyncio.ensure_future makes of a coroutine.
+        job.task = cast(
+            "asyncio.Task[None]", self.engine.spawn(job.run(), name=f"cron job {trigger.id}")
+        )
+
+        def ended(_task: asyncio.Future[None], job: CronJob = job) -> None:
+            self._job_ended(job)
+
+        job.task.add_done_callback(ended)
 
     def _job_ended(self, job: CronJob) -> None:
         # A job whose expression has no fire time left ends by itself; forget it.

@@ -22,7 +22,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import attrs
-from croniter import CroniterBadDateError, CroniterError, croniter
+from croniter import (  # type: ignore[import-untyped]  # no types-croniter in the env
+    CroniterBadDateError,
+    CroniterError,
+    croniter,
+)
 
 from iii_core.errors import RegistrationError
 

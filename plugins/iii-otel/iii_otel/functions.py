@@ -129,7 +129,7 @@ class OtelFunctions:
         trace_id = trace_id.lower()
         spans = [s for s in self._span_store().records() if s["trace_id"] == trace_id]
         nodes = {s["span_id"]: {**s, "children": []} for s in spans}
-        roots = []
+        roots: list[dict[str, Any]] = []
         for node in sorted(nodes.values(), key=lambda n: n["start_time_unix_nano"]):
             parent = nodes.get(node["parent_span_id"] or "")
             (parent["children"] if parent is not None else roots).append(node)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message  # type: ignore[import-untyped]
+    from opentelemetry.trace import SpanContext
 
 KIND_NAMES = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _KIND_FROM_SDK = {
@@ -133,7 +137,8 @@ def spans_from_request(payload: Any, worker_id: str | None) -> list[dict[str, An
         resource = attributes(_get(rs, "resource", "attributes"))
         service = str(resource.get("service.name", "unknown"))
         for ss in _list(rs, "scopeSpans"):
-            scope = ss.get("scope") if isinstance(ss.get("scope"), dict) else {}
+            scope_value = ss.get("scope")
+            scope = scope_value if isinstance(scope_value, dict) else {}
             for span in _list(ss, "spans"):
                 trace_id = norm_id(span.get("traceId"))
                 span_id = norm_id(span.get("spanId"))
@@ -174,7 +179,7 @@ def spans_from_request(payload: Any, worker_id: str | None) -> list[dict[str, An
 
 def span_record(span: ReadableSpan, worker_id: str | None = None) -> dict[str, Any]:
     """Stored-span record of a span the engine itself produced (OTel SDK ``ReadableSpan``)."""
-    ctx = span.get_span_context()
+    ctx = cast("SpanContext", span.get_span_context())  # always set on an SDK span
     parent = span.parent
     start = span.start_time or 0
     end = span.end_time or 0
@@ -278,7 +283,8 @@ def logs_from_request(payload: Any) -> list[dict[str, Any]]:
         resource = attributes(_get(rl, "resource", "attributes"))
         service = str(resource.get("service.name", "unknown"))
         for sl in _list(rl, "scopeLogs"):
-            scope = sl.get("scope") if isinstance(sl.get("scope"), dict) else {}
+            scope_value = sl.get("scope")
+            scope = scope_value if isinstance(scope_value, dict) else {}
             for rec in _list(sl, "logRecords"):
                 ts = nanos(rec.get("timeUnixNano"))
                 observed = nanos(rec.get("observedTimeUnixNano")) or ts or time.time_ns()
@@ -405,8 +411,9 @@ def _ids_to_base64(obj: Any) -> Any:
 def to_protobuf(signal: str, items: list[dict[str, Any]]) -> bytes:
     """Serialise ``resourceSpans`` / ``resourceLogs`` / ``resourceMetrics`` items as the
     protobuf ``Export*ServiceRequest`` of ``signal`` (``traces``, ``logs`` or ``metrics``)."""
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # type: ignore[import-untyped]
 
+    Request: type[Message]
     if signal == "traces":
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest as Request,

@@ -56,8 +56,8 @@ class Consumer:
         self.wake = asyncio.Event()
         self._slot = asyncio.Event()
         self._stopped = False
-        self._loop_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Future[None] | None = None
+        self._heartbeat_task: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._loop_task = self.module.spawn(self._claim_loop(), f"queue consumer {self.label}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -118,7 +118,7 @@ def _apply(value: Any, op: UpdateOp) -> Any:
     return value
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -12,8 +12,9 @@ array comes back as ``{}``, large integers as floats).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import msgspec
@@ -160,7 +161,7 @@ class RedisStateAdapter:
                         await pipe.watch(name)
                         raw = await pipe.hget(name, key)  # type: ignore[misc]
                         exists = raw is not None
-                        old = msgspec.json.decode(raw) if exists else None
+                        old = msgspec.json.decode(cast("bytes", raw)) if exists else None
                         new = apply_ops(old, exists, ops)
                         pipe.multi()
                         pipe.hset(name, key, self._encode(new))
@@ -179,7 +180,7 @@ class RedisStateAdapter:
         values = await self._client().hvals(self._hash(index))  # type: ignore[misc]
         return [msgspec.json.decode(v) for v in values]
 
-    async def list_groups(self, prefix: str = "") -> list[str]:
+    async def list_groups(self, prefix: str = "") -> builtins.list[str]:
         redis = self._client()
         start = len(self.config.key_prefix)
         pattern = _glob_escape(self.config.key_prefix + prefix) + "*"

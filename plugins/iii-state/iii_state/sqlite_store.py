@@ -13,6 +13,7 @@ returns.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import sqlite3
@@ -165,7 +166,7 @@ class SqliteStore:
     async def list(self, index: str) -> list[Any]:
         return await self._run(self._list, index)
 
-    async def list_groups(self, prefix: str = "") -> list[str]:
+    async def list_groups(self, prefix: str = "") -> builtins.list[str]:
         return await self._run(self._groups, prefix)
 
     # ------------------------------------------------------------------ on the store's thread
@@ -218,11 +219,11 @@ class SqliteStore:
         self._count -= 1
         return True, _decode(row[0])
 
-    def _list(self, index: str) -> list[Any]:
+    def _list(self, index: str) -> builtins.list[Any]:
         rows = self._conn().execute("SELECT value FROM kv WHERE idx = ? ORDER BY rowid", (index,))
         return [_decode(row[0]) for row in rows]
 
-    def _groups(self, prefix: str) -> list[str]:
+    def _groups(self, prefix: str) -> builtins.list[str]:
         rows = self._conn().execute(
             "SELECT DISTINCT idx FROM kv WHERE substr(idx, 1, ?) = ? ORDER BY idx",
             (len(prefix), prefix),

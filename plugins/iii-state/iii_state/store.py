@@ -7,6 +7,7 @@ server index).  Writes return whether the key existed before, so that the state 
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Protocol
 
 from iii_state.ops import UpdateOp
@@ -41,5 +42,5 @@ class Store(Protocol):
     async def list(self, index: str) -> list[Any]:
         """Every value of ``index``."""
 
-    async def list_groups(self, prefix: str = "") -> list[str]:
+    async def list_groups(self, prefix: str = "") -> builtins.list[str]:
         """Names of the non-empty indexes starting with ``prefix``."""

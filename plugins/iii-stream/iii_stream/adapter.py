@@ -9,6 +9,7 @@ a ``stream::set`` made through engine B).
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -51,11 +52,11 @@ class StreamAdapter(abc.ABC):
         """Every value of a group, in insertion order where the back-end keeps one."""
 
     @abc.abstractmethod
-    async def list_groups(self, stream: str) -> list[str]:
+    async def list_groups(self, stream: str) -> builtins.list[str]:
         """Group ids of a stream that hold at least one item, sorted."""
 
     @abc.abstractmethod
-    async def list_all(self) -> dict[str, list[str]]:
+    async def list_all(self) -> dict[str, builtins.list[str]]:
         """Stream name → its sorted group ids."""
 
     @abc.abstractmethod

@@ -10,10 +10,11 @@ its own WebSocket clients.  Keys follow the reference: one hash per group, ``str
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import msgspec
@@ -187,12 +188,13 @@ class RedisStreamAdapter(StreamAdapter):
         values = await self.client.hvals(self._key(stream, group))
         return [_decode(v) for v in values]
 
-    async def list_groups(self, stream: str) -> list[str]:
-        groups = await self.client.smembers(self._groups_key(stream))
+    async def list_groups(self, stream: str) -> builtins.list[str]:
+        groups = cast("set[bytes]", await self.client.smembers(self._groups_key(stream)))
         return sorted(g.decode() for g in groups)
 
-    async def list_all(self) -> dict[str, list[str]]:
-        names = sorted(n.decode() for n in await self.client.smembers(NAMES_KEY))
+    async def list_all(self) -> dict[str, builtins.list[str]]:
+        members = cast("set[bytes]", await self.client.smembers(NAMES_KEY))
+        names = sorted(n.decode() for n in members)
         out: dict[str, list[str]] = {}
         for name in names:
             groups = await self.list_groups(name)

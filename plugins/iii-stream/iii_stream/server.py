@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,6 +21,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from iii_stream.connections import ClientConnection, Subscription, SubscriptionIndex
 
 if TYPE_CHECKING:
+    import asyncio
+
     from iii_stream.config import StreamConfig
 
 log = logging.getLogger("iii.stream.server")
@@ -82,9 +84,10 @@ class StreamServer:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await self._site.start()
-        server = self._site._server  # aiohttp does not expose the bound port
+        # aiohttp does not expose the bound port; a TCPSite's server is an asyncio.Server.
+        server = cast("asyncio.Server | None", self._site._server)
         assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self.port = int(server.sockets[0].getsockname()[1])
         return self.port
 
     async def close(self) -> None:
@@ -253,6 +256,6 @@ def _auth_input(request: web.Request, addr: str) -> dict[str, Any]:
     query: dict[str, list[str]] = {}
     raw_query = request.rel_url.raw_query_string
     for part in raw_query.split("&") if raw_query else []:
-        key, _, value = part.partition("=")
-        query.setdefault(key, []).append(value)
+        key, _, val = part.partition("=")
+        query.setdefault(key, []).append(val)
     return {"headers": headers, "path": request.path, "query_params": query, "addr": addr}

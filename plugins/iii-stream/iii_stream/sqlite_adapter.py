@@ -9,6 +9,7 @@ and only an OS crash can lose the last few.  ``path: ":memory:"`` keeps everythi
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import sqlite3
@@ -149,13 +150,13 @@ class SqliteStreamAdapter(StreamAdapter):
         ).fetchall()
         return [_decode(row[0]) for row in rows]
 
-    async def list_groups(self, stream: str) -> list[str]:
+    async def list_groups(self, stream: str) -> builtins.list[str]:
         rows = self.db.execute(
             "SELECT DISTINCT grp FROM stream_items WHERE stream=? ORDER BY grp", (stream,)
         ).fetchall()
         return [row[0] for row in rows]
 
-    async def list_all(self) -> dict[str, list[str]]:
+    async def list_all(self) -> dict[str, builtins.list[str]]:
         out: dict[str, list[str]] = {}
         for stream, group in self.db.execute(
             "SELECT DISTINCT stream, grp FROM stream_items ORDER BY stream, grp"
