@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 import attrs
 
 from iii_core.errors import ConfigError
+from iii_otel.alerts import AlertRule, parse_alerts
+from iii_otel.sampling import SamplingSettings, parse_sampling
 
 T = TypeVar("T")
 
@@ -32,6 +34,7 @@ class OtelConfig:
     exporter: Exporter | None = None
     endpoint: str | None = None
     sampling_ratio: float | None = None
+    sampling: dict[str, Any] | None = None
     memory_max_spans: int | None = None
     trace_engine_functions: bool = False
     metrics_enabled: bool | None = None
@@ -55,6 +58,8 @@ class OtelConfig:
     prometheus_enabled: bool = True
     prometheus_host: str | None = None
     prometheus_port: int | None = None
+    alerts: list[Any] | None = None
+    alerts_interval_ms: int = 10_000
     level: str | None = None
     log_level: str | None = None
     format: Literal["default", "human", "json"] | None = None
@@ -96,6 +101,10 @@ class Settings:
     prometheus_port_configured: bool
     level: str | None
     format: str | None
+    #: Effective sampling configuration (``default`` falls back to ``sampling_ratio``).
+    sampling: SamplingSettings
+    alerts: tuple[AlertRule, ...]
+    alerts_interval_ms: int
 
     @property
     def spans_in_memory(self) -> bool:
@@ -205,9 +214,16 @@ def resolve(cfg: OtelConfig, where: str) -> Settings:
         or os.environ.get("III_PROMETHEUS_PORT") is not None,
         level=cfg.level or cfg.log_level,
         format=cfg.format,
+        sampling=SamplingSettings(default=1.0),  # decided below, once sampling_ratio is checked
+        alerts=(),
+        alerts_interval_ms=cfg.alerts_interval_ms,
     )
     _check(settings, where)
-    return settings
+    return attrs.evolve(
+        settings,
+        sampling=parse_sampling(cfg.sampling, settings.sampling_ratio, where),
+        alerts=parse_alerts(cfg.alerts, where, settings.metrics_enabled),
+    )
 
 
 def _check(s: Settings, where: str) -> None:
@@ -227,6 +243,7 @@ def _check(s: Settings, where: str) -> None:
         "export_batch_size",
         "export_interval_ms",
         "export_timeout_ms",
+        "alerts_interval_ms",
     ):
         if getattr(s, key) <= 0:
             raise ConfigError(f"{where}: {key} must be positive, got {getattr(s, key)}")

@@ -85,6 +85,28 @@ class EngineSpan:
         }
 
 
+def parse_parent(traceparent: str | None) -> tuple[int, int, bool]:
+    """``(trace_id, parent_span_id, sampled)`` of the caller's W3C ``traceparent``, else of the
+    current OTel span; ``(0, 0, False)`` when there is no parent."""
+    trace_id = parent_id = 0
+    sampled = False
+    if traceparent and len(traceparent) >= 55 and traceparent[2] == "-":
+        try:
+            trace_id = int(traceparent[3:35], 16)
+            parent_id = int(traceparent[36:52], 16)
+            sampled = bool(int(traceparent[53:55], 16) & 1)
+        except ValueError:
+            trace_id = parent_id = 0
+        if not parent_id:
+            trace_id = 0
+    if not trace_id:
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            return ctx.trace_id, ctx.span_id, bool(ctx.trace_flags.sampled)
+        return 0, 0, False
+    return trace_id, parent_id, sampled
+
+
 class EngineSpanFactory:
     """Starts engine spans: parses the caller's W3C ``traceparent`` and decides sampling."""
 
@@ -96,21 +118,7 @@ class EngineSpanFactory:
         self, traceparent: str | None, function_id: str, worker_id: str | None
     ) -> tuple[EngineSpan | None, str]:
         """Return the span (None when not sampled) and the ``traceparent`` to send on."""
-        trace_id = parent_id = 0
-        sampled = False
-        if traceparent and len(traceparent) >= 55 and traceparent[2] == "-":
-            try:
-                trace_id = int(traceparent[3:35], 16)
-                parent_id = int(traceparent[36:52], 16)
-                sampled = bool(int(traceparent[53:55], 16) & 1)
-            except ValueError:
-                trace_id = parent_id = 0
-            if not parent_id:
-                trace_id = 0
-        if not trace_id:
-            ctx = trace.get_current_span().get_span_context()
-            if ctx.is_valid:
-                trace_id, parent_id, sampled = ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled
+        trace_id, parent_id, sampled = parse_parent(traceparent)
         if not trace_id:
             trace_id = random.getrandbits(128) or 1
             parent_id = 0

@@ -1,7 +1,8 @@
 """The functions OtelModule registers (reference §5.11).
 
 ``engine::traces::{list,tree,clear}``, ``engine::logs::{list,clear}``, ``engine::log::*``,
-``engine::metrics::list``, ``engine::health::check`` and ``engine::baggage::{get,set,get_all}``.
+``engine::metrics::list``, ``engine::health::check``, ``engine::baggage::{get,set,get_all}``,
+``engine::sampling::rules`` and ``engine::alerts::{list,evaluate}``.
 Times in filters (``start_time``, ``end_time``) are unix milliseconds.
 """
 
@@ -84,6 +85,9 @@ class OtelFunctions:
         reg("engine::baggage::get", self.baggage_get, description="Read one baggage entry")
         reg("engine::baggage::set", self.baggage_set, description="Add a baggage entry")
         reg("engine::baggage::get_all", self.baggage_get_all, description="All baggage entries")
+        reg("engine::sampling::rules", self.sampling_rules, description="Effective trace sampling")
+        reg("engine::alerts::list", self.alerts_list, description="Alert states")
+        reg("engine::alerts::evaluate", self.alerts_evaluate, description="Evaluate alerts now")
 
     # ------------------------------------------------------------------ traces
 
@@ -278,7 +282,7 @@ class OtelFunctions:
                     {
                         "exporter": module.settings.exporter,
                         "endpoint": module.settings.endpoint if forwarder else None,
-                        "sampling_ratio": module.settings.sampling_ratio,
+                        "sampling_ratio": module.settings.sampling.default,
                         "export_queued": forwarder.queued() if forwarder else 0,
                         "export_failed": dict(forwarder.failed_total) if forwarder else {},
                     },
@@ -302,6 +306,22 @@ class OtelFunctions:
             "timestamp": int(time.time() * 1000),
             "version": VERSION,
         }
+
+    # ------------------------------------------------------------------ sampling and alerts
+
+    async def sampling_rules(self, data: Any, ctx: CallContext) -> Any:
+        _args("engine::sampling::rules", data)
+        return self.module.settings.sampling.as_dict()
+
+    async def alerts_list(self, data: Any, ctx: CallContext) -> Any:
+        _args("engine::alerts::list", data)
+        alerts = self.module.alerts
+        return {"alerts": alerts.list() if alerts is not None else []}
+
+    async def alerts_evaluate(self, data: Any, ctx: CallContext) -> Any:
+        _args("engine::alerts::evaluate", data)
+        alerts = self.module.alerts
+        return {"alerts": alerts.evaluate() if alerts is not None else []}
 
     # ------------------------------------------------------------------ baggage
 

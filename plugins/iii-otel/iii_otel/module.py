@@ -2,7 +2,8 @@
 
 Wiring only; each concern lives in its own file: :mod:`iii_otel.observer` (spans per
 invocation, telemetry frames), :mod:`iii_otel.stores`, :mod:`iii_otel.logs`,
-:mod:`iii_otel.functions`, :mod:`iii_otel.export` and :mod:`iii_otel.prometheus`.
+:mod:`iii_otel.functions`, :mod:`iii_otel.export`, :mod:`iii_otel.prometheus`,
+:mod:`iii_otel.sampling` (``sampling`` rules) and :mod:`iii_otel.alerts` (``alerts``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
 from iii_core import ConfigError, Module, structure
 from iii_core.logs import JsonFormatter
 from iii_otel import provider as global_provider
+from iii_otel.alerts import AlertEvaluator
 from iii_otel.config import OtelConfig, resolve
 from iii_otel.engine_spans import EngineSpan, EngineSpanFactory
 from iii_otel.export import OtlpForwarder
@@ -27,6 +29,7 @@ from iii_otel.functions import OtelFunctions
 from iii_otel.logs import EngineLogHandler, LogPipeline
 from iii_otel.observer import OtelObserver
 from iii_otel.prometheus import PrometheusServer
+from iii_otel.sampling import RuleSampler, RuleSpanFactory
 from iii_otel.stats import InvocationStats
 from iii_otel.stores import RecordStore, SpanStore
 
@@ -105,6 +108,21 @@ class OtelModule(Module):
         self._prometheus: PrometheusServer | None = None
         self._log_handler: EngineLogHandler | None = None
         self._export_task: asyncio.Task[None] | None = None
+        self.sampler: RuleSampler | None = None
+        if s.sampling.needs_rule_sampler:
+            self.sampler = RuleSampler(s.sampling, s.service_name)
+        self.alerts: AlertEvaluator | None = None
+        if s.alerts:
+            self.alerts = AlertEvaluator(self, s.alerts, s.alerts_interval_ms)
+        self._alerts_task: asyncio.Task[None] | None = None
+
+    def _samplers(self) -> tuple[Sampler, EngineSpanFactory]:
+        """The SDK sampler and the engine span factory: the rule sampler when ``sampling``
+        needs it, else the plain parent-based trace-id ratio (cheapest)."""
+        if self.sampler is not None:
+            return self.sampler, RuleSpanFactory(self.sampler)
+        ratio = self.settings.sampling.default
+        return ParentBased(TraceIdRatioBased(ratio)), EngineSpanFactory(ratio)
 
     async def initialize(self) -> None:
         s = self.settings
@@ -112,18 +130,14 @@ class OtelModule(Module):
         if s.prometheus_enabled:
             await self._start_prometheus()
         self._apply_logging()
+        sampler, span_factory = self._samplers()
         if s.enabled:
-            self.provider = TracerProvider(
-                resource=Resource.create(self.resource),
-                sampler=ParentBased(TraceIdRatioBased(s.sampling_ratio)),
-            )
+            self.provider = TracerProvider(resource=Resource.create(self.resource), sampler=sampler)
             self.provider.add_span_processor(
                 _StoreProcessor(self.spans, self.forwarder if s.spans_to_otlp else None)
             )
             global_provider.install(self.provider)
-        self.observer.attach(
-            EngineSpanFactory(s.sampling_ratio) if s.enabled else None, len(self.engine.functions)
-        )
+        self.observer.attach(span_factory if s.enabled else None, len(self.engine.functions))
         self.engine.add_observer(self.observer)
         OtelFunctions(self).register()
         if self.logs is not None:
@@ -134,6 +148,9 @@ class OtelModule(Module):
             logging.getLogger("iii").addHandler(self._log_handler)
         if self.forwarder is not None:
             self._export_task = asyncio.create_task(self.forwarder.run(), name="otlp export")
+        if self.alerts is not None:
+            self.alerts.start()
+            self._alerts_task = asyncio.create_task(self.alerts.run(), name="otel alerts")
 
     def _apply_logging(self) -> None:
         """``level`` / ``format`` set the engine console, as in the reference (§6.4)."""
@@ -178,9 +195,18 @@ class OtelModule(Module):
             "otel_export_queued": self.forwarder.queued() if self.forwarder is not None else 0,
             "otel_export_dropped_total": self.forwarder.dropped_total if self.forwarder else 0,
             "otel_log_trigger_inflight": self.logs.inflight if self.logs is not None else 0,
+            "otel_alerts_firing": self.alerts.firing if self.alerts is not None else 0,
+            "otel_alerts_fired_total": self.alerts.fired_total if self.alerts is not None else 0,
         }
 
     async def shutdown(self) -> None:
+        if self._alerts_task is not None:
+            self._alerts_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._alerts_task
+            self._alerts_task = None
+        if self.alerts is not None:
+            await self.alerts.close()
         if self._log_handler is not None:
             logging.getLogger("iii").removeHandler(self._log_handler)
             self._log_handler = None
