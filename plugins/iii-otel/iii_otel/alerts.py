@@ -38,23 +38,13 @@ import aiohttp
 import attrs
 
 from iii_core.errors import ConfigError
+from iii_otel.accumulators import COUNTERS, GAUGES, READABLE, RESERVED_PREFIXES, read_accumulator
 
 if TYPE_CHECKING:
     from iii_otel.module import OtelModule
 
 log = logging.getLogger("iii.otel")
 
-COUNTERS = (
-    "iii.invocations.total",
-    "iii.invocations.success",
-    "iii.invocations.error",
-    "iii.invocations.deferred",
-    "iii.workers.spawns",
-    "iii.workers.deaths",
-)
-GAUGES = ("iii.workers.active",)
-#: Prefixes of the engine's readable accumulators: a name under them must be one of those.
-RESERVED_PREFIXES = ("iii.invocations.", "iii.workers.")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -132,16 +122,15 @@ def parse_alerts(raw: Any, where: str, metrics_enabled: bool) -> tuple[AlertRule
         metric = item.get("metric")
         if not isinstance(metric, str) or not metric:
             raise ConfigError(f"{where}: {key}.metric must be a non-empty string, got {metric!r}")
-        readable = COUNTERS + GAUGES
-        if metric.startswith(RESERVED_PREFIXES) and metric not in readable:
+        if metric.startswith(RESERVED_PREFIXES) and metric not in READABLE:
             raise ConfigError(
                 f"{where}: {key}.metric {metric!r} is not an engine accumulator "
-                f"(one of {', '.join(readable)})"
+                f"(one of {', '.join(READABLE)})"
             )
-        if metric not in readable and not metrics_enabled:
+        if metric not in READABLE and not metrics_enabled:
             raise ConfigError(
                 f"{where}: {key}.metric {metric!r} is not an engine accumulator and the metric "
-                f"store is off (metrics_enabled: false); use one of {', '.join(readable)}"
+                f"store is off (metrics_enabled: false); use one of {', '.join(READABLE)}"
             )
         threshold = item.get("threshold")
         if not _number(threshold):
@@ -266,23 +255,10 @@ class AlertEvaluator:
     # ------------------------------------------------------------------ metric values
 
     def _current(self, rule: AlertRule) -> float | None:
-        module = self.module
-        metric = rule.metric
-        if metric == "iii.invocations.total":
-            return module.stats.total
-        if metric == "iii.invocations.success":
-            return module.stats.success
-        if metric == "iii.invocations.error":
-            return module.stats.error
-        if metric == "iii.invocations.deferred":
-            return 0  # this engine never counts invocations as deferred
-        if metric == "iii.workers.spawns":
-            return module.observer.spawns_total
-        if metric == "iii.workers.deaths":
-            return module.observer.deaths_total
-        if metric == "iii.workers.active":
-            return module.engine.workers.active_count()
-        return self._latest_point(metric, rule.window_seconds)
+        value = read_accumulator(self.module, rule.metric)
+        if value is not None:
+            return value
+        return self._latest_point(rule.metric, rule.window_seconds)
 
     def _latest_point(self, metric: str, window_seconds: float) -> float | None:
         store = self.module.metrics
@@ -326,15 +302,6 @@ class AlertEvaluator:
             current = self._current(state.rule)
             if state.rule.enabled and state.rule.kind == "counter" and current is not None:
                 self._sample(state, now, float(current))
-
-    async def run(self) -> None:
-        """Evaluate every ``alerts_interval_ms`` until cancelled; errors are logged."""
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                self.evaluate()
-            except Exception:
-                log.exception("alert evaluation failed")
 
     def evaluate(self) -> list[dict[str, Any]]:
         """Evaluate every enabled alert now; return the states (``engine::alerts::list``)."""

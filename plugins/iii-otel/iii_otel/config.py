@@ -60,6 +60,8 @@ class OtelConfig:
     prometheus_port: int | None = None
     alerts: list[Any] | None = None
     alerts_interval_ms: int = 10_000
+    rollups_enabled: bool = True
+    rollup_interval_ms: int = 10_000
     level: str | None = None
     log_level: str | None = None
     format: Literal["default", "human", "json"] | None = None
@@ -105,6 +107,8 @@ class Settings:
     sampling: SamplingSettings
     alerts: tuple[AlertRule, ...]
     alerts_interval_ms: int
+    rollups_enabled: bool
+    rollup_interval_ms: int
 
     @property
     def spans_in_memory(self) -> bool:
@@ -217,6 +221,8 @@ def resolve(cfg: OtelConfig, where: str) -> Settings:
         sampling=SamplingSettings(default=1.0),  # decided below, once sampling_ratio is checked
         alerts=(),
         alerts_interval_ms=cfg.alerts_interval_ms,
+        rollups_enabled=cfg.rollups_enabled,
+        rollup_interval_ms=cfg.rollup_interval_ms,
     )
     _check(settings, where)
     return attrs.evolve(
@@ -244,6 +250,7 @@ def _check(s: Settings, where: str) -> None:
         "export_interval_ms",
         "export_timeout_ms",
         "alerts_interval_ms",
+        "rollup_interval_ms",
     ):
         if getattr(s, key) <= 0:
             raise ConfigError(f"{where}: {key} must be positive, got {getattr(s, key)}")

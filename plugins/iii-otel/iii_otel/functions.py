@@ -2,7 +2,7 @@
 
 ``engine::traces::{list,tree,clear}``, ``engine::logs::{list,clear}``, ``engine::log::*``,
 ``engine::metrics::list``, ``engine::health::check``, ``engine::baggage::{get,set,get_all}``,
-``engine::sampling::rules`` and ``engine::alerts::{list,evaluate}``.
+``engine::sampling::rules``, ``engine::alerts::{list,evaluate}`` and ``engine::rollups::list``.
 Times in filters (``start_time``, ``end_time``) are unix milliseconds.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from iii_core import CallContext, InvocationError
 from iii_core.errors import DeserializationError
 from iii_otel.logs import SEVERITY
+from iii_otel.rollups import parse_query
 
 if TYPE_CHECKING:
     from iii_otel.module import OtelModule
@@ -88,6 +89,7 @@ class OtelFunctions:
         reg("engine::sampling::rules", self.sampling_rules, description="Effective trace sampling")
         reg("engine::alerts::list", self.alerts_list, description="Alert states")
         reg("engine::alerts::evaluate", self.alerts_evaluate, description="Evaluate alerts now")
+        reg("engine::rollups::list", self.rollups_list, description="Metric rollups")
 
     # ------------------------------------------------------------------ traces
 
@@ -322,6 +324,22 @@ class OtelFunctions:
         _args("engine::alerts::evaluate", data)
         alerts = self.module.alerts
         return {"alerts": alerts.evaluate() if alerts is not None else []}
+
+    async def rollups_list(self, data: Any, ctx: CallContext) -> Any:
+        fid = "engine::rollups::list"
+        query = parse_query(_args(fid, data), fid)
+        rollups = self.module.rollups
+        if rollups is None:
+            raise InvocationError(
+                "rollups are off (rollups_enabled: false in the OtelModule config)",
+                code="rollups_not_enabled",
+            )
+        return {
+            "rollups": rollups.list(query),
+            "level": query.level,
+            "query": query.as_dict(),
+            "timestamp": int(time.time() * 1000),
+        }
 
     # ------------------------------------------------------------------ baggage
 

@@ -3,7 +3,8 @@
 Wiring only; each concern lives in its own file: :mod:`iii_otel.observer` (spans per
 invocation, telemetry frames), :mod:`iii_otel.stores`, :mod:`iii_otel.logs`,
 :mod:`iii_otel.functions`, :mod:`iii_otel.export`, :mod:`iii_otel.prometheus`,
-:mod:`iii_otel.sampling` (``sampling`` rules) and :mod:`iii_otel.alerts` (``alerts``).
+:mod:`iii_otel.sampling` (``sampling`` rules), :mod:`iii_otel.alerts` (``alerts``) and
+:mod:`iii_otel.rollups` (``engine::rollups::list``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.resources import Resource
@@ -29,6 +31,7 @@ from iii_otel.functions import OtelFunctions
 from iii_otel.logs import EngineLogHandler, LogPipeline
 from iii_otel.observer import OtelObserver
 from iii_otel.prometheus import PrometheusServer
+from iii_otel.rollups import Rollups
 from iii_otel.sampling import RuleSampler, RuleSpanFactory
 from iii_otel.stats import InvocationStats
 from iii_otel.stores import RecordStore, SpanStore
@@ -115,6 +118,10 @@ class OtelModule(Module):
         if s.alerts:
             self.alerts = AlertEvaluator(self, s.alerts, s.alerts_interval_ms)
         self._alerts_task: asyncio.Task[None] | None = None
+        self.rollups: Rollups | None = None
+        if s.rollups_enabled:
+            self.rollups = Rollups(self, s.rollup_interval_ms)
+        self._rollups_task: asyncio.Task[None] | None = None
 
     def _samplers(self) -> tuple[Sampler, EngineSpanFactory]:
         """The SDK sampler and the engine span factory: the rule sampler when ``sampling``
@@ -150,7 +157,15 @@ class OtelModule(Module):
             self._export_task = asyncio.create_task(self.forwarder.run(), name="otlp export")
         if self.alerts is not None:
             self.alerts.start()
-            self._alerts_task = asyncio.create_task(self.alerts.run(), name="otel alerts")
+            self._alerts_task = asyncio.create_task(
+                _every(self.alerts.interval_s, self.alerts.evaluate, "alert evaluation"),
+                name="otel alerts",
+            )
+        if self.rollups is not None:
+            self._rollups_task = asyncio.create_task(
+                _every(self.rollups.interval_s, self.rollups.sample, "rollup sampling"),
+                name="otel rollups",
+            )
 
     def _apply_logging(self) -> None:
         """``level`` / ``format`` set the engine console, as in the reference (§6.4)."""
@@ -197,14 +212,14 @@ class OtelModule(Module):
             "otel_log_trigger_inflight": self.logs.inflight if self.logs is not None else 0,
             "otel_alerts_firing": self.alerts.firing if self.alerts is not None else 0,
             "otel_alerts_fired_total": self.alerts.fired_total if self.alerts is not None else 0,
+            "otel_rollup_buckets": len(self.rollups) if self.rollups is not None else 0,
         }
 
     async def shutdown(self) -> None:
-        if self._alerts_task is not None:
-            self._alerts_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._alerts_task
-            self._alerts_task = None
+        await _stop(self._rollups_task)
+        self._rollups_task = None
+        await _stop(self._alerts_task)
+        self._alerts_task = None
         if self.alerts is not None:
             await self.alerts.close()
         if self._log_handler is not None:
@@ -216,9 +231,23 @@ class OtelModule(Module):
         if self.provider is not None:
             global_provider.uninstall(self.provider)
             self.provider.shutdown()
-        if self._export_task is not None:
-            assert self.forwarder is not None
-            self._export_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._export_task
-            self._export_task = None
+        await _stop(self._export_task)
+        self._export_task = None
+
+
+async def _every(interval_s: float, action: Callable[[], object], what: str) -> None:
+    """Run ``action`` every ``interval_s`` until cancelled; a failure is logged, not fatal."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            action()
+        except Exception:
+            log.exception("%s failed", what)
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel one of the module's background tasks and wait for it to end."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

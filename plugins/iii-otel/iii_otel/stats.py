@@ -94,6 +94,11 @@ class InvocationStats:
             entry["success" if status == "ok" else "error"] += series.count
         return out
 
+    def duration_totals(self) -> tuple[int, float]:
+        """Finished invocations and their summed duration in seconds since start (the
+        histograms' count and sum over every series; read-time work, nothing on the hot path)."""
+        return self.total, sum(series.sum for series in list(self.series.values()))
+
     def performance(self) -> dict[str, float]:
         """Latency summary (milliseconds) of the most recent invocations."""
         values = sorted(self.recent)

@@ -9,6 +9,7 @@ from iii_otel import OtelModule
 from prometheus_client.parser import text_string_to_metric_families
 
 from iii_core import Engine
+from iii_core.testing import RawWorker, wait_until
 
 OTEL = "modules::observability::OtelModule"
 
@@ -21,6 +22,21 @@ def otel_config(**config: Any) -> dict[str, Any]:
 
 def otel_module(engine: Engine) -> OtelModule:
     return next(m for m in engine.modules if isinstance(m, OtelModule))
+
+
+async def register_demo_functions(engine: Engine, w: RawWorker) -> None:
+    """``demo.ok`` (echoes its input) and ``demo.fail`` (fails with ``invocation_failed``),
+    served by the raw worker ``w``; returns once the engine knows both."""
+
+    async def ok(data: Any) -> Any:
+        return data
+
+    async def fail(data: Any) -> Any:
+        raise ValueError("no")
+
+    await w.register_function("demo.ok", ok)
+    await w.register_function("demo.fail", fail)
+    await wait_until(lambda: engine.functions.get("demo.fail") is not None)
 
 
 async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_helpers import otel_config, otel_module, scrape
+from otel_helpers import otel_config, otel_module, register_demo_functions, scrape
 
 from iii_core.testing import raw_worker, wait_until
 
@@ -20,16 +20,7 @@ async def test_counters_follow_a_known_workload(engine_factory):
         before = await scrape(port)
         assert _value(before, "iii_workers_active") == 0
         async with raw_worker(engine) as w:
-
-            async def ok(data: Any) -> Any:
-                return data
-
-            async def fail(data: Any) -> Any:
-                raise ValueError("no")
-
-            await w.register_function("demo.ok", ok)
-            await w.register_function("demo.fail", fail)
-            await wait_until(lambda: engine.functions.get("demo.fail") is not None)
+            await register_demo_functions(engine, w)
             for i in range(5):
                 assert await w.call("demo.ok", {"i": i}) == {
                     "i": i,
