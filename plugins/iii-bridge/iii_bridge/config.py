@@ -51,9 +51,11 @@ class BridgeConfig:
     for compatibility (informational); ``expose`` / ``forward``: see the entry classes;
     ``timeout_ms``: default deadline of remote calls and of exposed local calls;
     ``reconnect_initial_delay_ms`` / ``reconnect_max_delay_ms``: backoff between connection
-    attempts (doubling, ±30 % jitter)."""
+    attempts (doubling, ±30 % jitter); ``token_env``: the environment variable holding the bearer
+    token the remote engine's worker auth expects."""
 
     url: str | None = None
+    token_env: str | None = None
     service_id: str | None = None
     service_name: str = DEFAULT_SERVICE_NAME
     expose: list[ExposeEntry] = attrs.field(factory=list)
@@ -66,6 +68,12 @@ class BridgeConfig:
     def remote_url(self) -> str:
         return self.url or os.environ.get(URL_ENV) or DEFAULT_URL
 
+    def auth_headers(self) -> dict[str, str] | None:
+        """``Authorization: Bearer <token>`` from ``$token_env``; None without ``token_env``."""
+        if self.token_env is None:
+            return None
+        return {"Authorization": f"Bearer {os.environ[self.token_env]}"}
+
 
 #: The expected JSON type of every key (cattrs alone would turn ``5`` into ``"5"`` and
 #: ``true`` into ``1``), checked before structuring so that errors name the key.
@@ -77,6 +85,7 @@ _TOP_KEYS: Final[dict[str, tuple[type, ...]]] = {
     "url": _OPTIONAL_STR,
     "service_id": _OPTIONAL_STR,
     "service_name": _STR,
+    "token_env": _OPTIONAL_STR,
     "timeout_ms": _POSITIVE,
     "reconnect_initial_delay_ms": _POSITIVE,
     "reconnect_max_delay_ms": _POSITIVE,
@@ -111,6 +120,11 @@ def bridge_config(raw: dict[str, Any] | None) -> BridgeConfig:
     if not url.startswith(("ws://", "wss://")):
         source = "key 'url'" if config.url else f"${URL_ENV}"
         raise ConfigError(f"{WHERE}: {source} must start with ws:// or wss://, got {url!r}")
+    if config.token_env is not None and not os.environ.get(config.token_env):
+        raise ConfigError(
+            f"{WHERE}: key 'token_env' names environment variable {config.token_env!r}, "
+            "which is not set or empty"
+        )
     if config.reconnect_max_delay_ms < config.reconnect_initial_delay_ms:
         raise ConfigError(
             f"{WHERE}: key 'reconnect_max_delay_ms' ({config.reconnect_max_delay_ms}) must be at "

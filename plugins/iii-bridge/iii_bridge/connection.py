@@ -37,8 +37,10 @@ class RemoteConnection:
         name: str,
         exposed: dict[str, ExposedHandler],
         backoff: ReconnectConfig,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.headers = headers
         self.name = name
         self.exposed = exposed
         self.backoff = backoff
@@ -72,6 +74,7 @@ class RemoteConnection:
             name=self.name,
             reconnect=ReconnectConfig(enabled=False),
             connect_timeout=_HANDSHAKE_TIMEOUT,
+            headers=self.headers,
         )
         for function_id, handler in self.exposed.items():
             worker.register_function(function_id, handler)

@@ -52,6 +52,7 @@ class BridgeClientModule(Module):
                 initial_delay=self.config.reconnect_initial_delay_ms / 1000,
                 max_delay=self.config.reconnect_max_delay_ms / 1000,
             ),
+            self.config.auth_headers(),
         )
         self.tasks = OwnedTasks("bridge client")
         self.calls = 0

@@ -70,3 +70,25 @@ async def test_shutdown_leaves_no_task_behind(remote_up: bool) -> None:
         await wait_until(lambda: len(remote.workers) == 0, 2, "remote saw the bridge leave")
         # The remote engine's own handler of a closed socket lingers about 1 s (aiohttp).
         await wait_until(lambda: _tasks() <= before, 5, "every task of the bridge ended")
+
+
+async def test_token_for_a_remote_engine_with_worker_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_TEST_TOKEN", "s3cret")
+    monkeypatch.setenv("BRIDGE_TEST_WRONG", "nope")
+    remote_config = {"modules": [], "auth": {"tokens_env": ["BRIDGE_TEST_TOKEN"]}}
+    async with running_engine(remote_config, shutdown_grace_ms=1000) as remote:
+        good = bridge_config(remote.port, token_env="BRIDGE_TEST_TOKEN")
+        async with running_engine(good) as local:
+            bridge = bridge_of(local)
+            await wait_until(lambda: bridge.connection.connected, 5, "connected with the token")
+            workers = await local.call(
+                "bridge.invoke", {"function_id": "engine::workers::list", "data": {}}
+            )
+            assert any(w.get("name") == "iii-bridge" for w in workers["workers"])
+        wrong = bridge_config(remote.port, token_env="BRIDGE_TEST_WRONG")
+        async with running_engine(wrong) as local:
+            await asyncio.sleep(0.5)  # several refused attempts
+            assert not bridge_of(local).connection.connected
+    with pytest.raises(ConfigError, match="key 'token_env' names environment variable"):
+        async with running_engine(bridge_config(1, token_env="BRIDGE_TEST_UNSET")):
+            pass
