@@ -114,15 +114,22 @@ class EngineSpanFactory:
         # TraceIdRatioBased samples when the trace id's low 64 bits are below this bound.
         self.bound = round(sampling_ratio * (_TRACE_ID_LIMIT + 1))
 
+    def sampled(self, trace_id: int, function_id: str, parent_sampled: bool | None) -> bool:
+        """Whether the span of a call to ``function_id`` is recorded: a child follows its
+        parent (``parent_sampled``); a root is sampled by its trace id's ratio."""
+        if parent_sampled is not None:
+            return parent_sampled
+        return (trace_id & _TRACE_ID_LIMIT) < self.bound
+
     def start(
         self, traceparent: str | None, function_id: str, worker_id: str | None
     ) -> tuple[EngineSpan | None, str]:
         """Return the span (None when not sampled) and the ``traceparent`` to send on."""
-        trace_id, parent_id, sampled = parse_parent(traceparent)
+        trace_id, parent_id, parent_sampled = parse_parent(traceparent)
         if not trace_id:
             trace_id = random.getrandbits(128) or 1
             parent_id = 0
-            sampled = (trace_id & _TRACE_ID_LIMIT) < self.bound
+        sampled = self.sampled(trace_id, function_id, parent_sampled if parent_id else None)
         span_id = random.getrandbits(64) or 1
         if not sampled:
             # No span, but the decision travels on so that the worker does not sample either.

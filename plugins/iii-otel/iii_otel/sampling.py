@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from iii_core.errors import ConfigError
-from iii_otel.engine_spans import EngineSpan, EngineSpanFactory, parse_parent
+from iii_otel.engine_spans import EngineSpanFactory
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _CACHE_MAX = 4096
@@ -268,23 +267,7 @@ class RuleSpanFactory(EngineSpanFactory):
         super().__init__(sampler.settings.default)
         self.sampler = sampler
 
-    def start(
-        self, traceparent: str | None, function_id: str, worker_id: str | None
-    ) -> tuple[EngineSpan | None, str]:
-        trace_id, parent_id, parent_sampled = parse_parent(traceparent)
-        if not trace_id:
-            trace_id = random.getrandbits(128) or 1
-            parent_id = 0
-        sampled = self.sampler.decide(
-            trace_id,
-            f"call {function_id}",
-            self.sampler.service_name,
-            parent_sampled if parent_id else None,
-        )
-        span_id = random.getrandbits(64) or 1
-        if not sampled:
-            return None, f"00-{trace_id:032x}-{span_id:016x}-00"
-        return (
-            EngineSpan(trace_id, span_id, parent_id, function_id, worker_id),
-            f"00-{trace_id:032x}-{span_id:016x}-01",
+    def sampled(self, trace_id: int, function_id: str, parent_sampled: bool | None) -> bool:
+        return self.sampler.decide(
+            trace_id, f"call {function_id}", self.sampler.service_name, parent_sampled
         )
