@@ -24,11 +24,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the env
+from aiohttp import web
 
 from iii_core.config import EngineConfig, parse_config
 from iii_core.engine import Engine
@@ -262,11 +263,7 @@ def redis_server() -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 5)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -393,13 +390,34 @@ def subprocess_worker(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 5)
+
+
+def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` is still running after ``grace`` seconds; reaped."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def local_http_server(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 on a free port for the block; yields ``http://127.0.0.1:<port>``
+    (webhook targets, OTLP receivers, HTTP-invoked functions in tests)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    try:
+        await site.start()
+        server = cast("asyncio.Server", site._server)
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
 
 
 async def connect_when_ready(url: str, timeout: float = 20.0, **kwargs: Any) -> RawWorker:

@@ -29,7 +29,7 @@ import iii_worker
 import pytest
 import websockets
 
-from iii_core.testing import RawWorker, free_port, wait_until
+from iii_core.testing import RawWorker, free_port, stop_process, wait_until
 
 CONFIG: dict[str, Any] = {
     "modules": [
@@ -210,12 +210,7 @@ def _nginx(tmp: Path, upstreams: dict[str, int]) -> Iterator[dict[str, int]]:
         if proc.poll() is not None:
             raise AssertionError(f"nginx exited early ({proc.returncode}):\n{_logs(tmp)}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def _logs(tmp: Path) -> str:

@@ -16,7 +16,7 @@ from iii_otel.config import OtelConfig, resolve
 from otel_helpers import otel_config, otel_module, scrape
 
 from iii_core import ConfigError
-from iii_core.testing import free_port, raw_worker, wait_until
+from iii_core.testing import free_port, local_http_server, raw_worker, wait_until
 
 
 def _alert(**fields: Any) -> dict[str, Any]:
@@ -186,15 +186,8 @@ async def _webhook_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", received
-    finally:
-        await runner.cleanup()
+    async with local_http_server(app) as base:
+        yield f"{base}/hook", received
 
 
 async def test_webhook_action_posts_json(engine_factory):

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from otel_helpers import otel_config, otel_module
 
-from iii_core.testing import free_port, raw_worker, wait_until
+from iii_core.testing import free_port, local_http_server, raw_worker, wait_until
 
 WORKER_SPAN = {
     "resourceSpans": [
@@ -54,15 +54,8 @@ async def otlp_receiver() -> AsyncIterator[tuple[str, dict[str, list[bytes]]]]:
 
     app = web.Application()
     app.router.add_post("/v1/{signal}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        await runner.cleanup()
+    async with local_http_server(app) as base:
+        yield base, received
 
 
 def _span_names(bodies: list[bytes]) -> dict[str, str]:

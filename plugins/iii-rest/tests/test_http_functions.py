@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from iii_core.testing import raw_worker, running_engine, wait_until
+from iii_core.testing import local_http_server, raw_worker, running_engine, wait_until
 
 HF = "modules::http_functions::HttpFunctionsModule"
 OPEN = {"security": {"block_private_ips": False, "require_https": False}}
@@ -42,15 +42,8 @@ async def target_server() -> AsyncIterator[tuple[str, list[web.Request], list[by
 
     app = web.Application()
     app.router.add_route("*", "/{name}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen, bodies
-    finally:
-        await runner.cleanup()
+    async with local_http_server(app) as base:
+        yield base, seen, bodies
 
 
 async def _registered(engine: Any, function_id: str) -> None:
