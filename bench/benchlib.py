@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,18 @@ def process(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def engine_command(config_text: str, port: int) -> list[str]:
+    """The command that runs the engine (``iii``) on ``port`` with ``config_text`` as its
+    config file (written to a temporary file), logging warnings only."""
+    config = Path(tempfile.mkdtemp()) / "bench.yaml"
+    config.write_text(config_text)
+    return [
+        sys.executable,
+        *("-m", "iii_core.cli", "--config", str(config), "--port", str(port)),
+        *("--log-level", "warning"),
+    ]
 
 
 def ensure_node_clients() -> None:

@@ -32,12 +32,11 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import ensure_node_clients, free_port, process, wait_port
+from benchlib import engine_command, ensure_node_clients, free_port, process, wait_port
 
 HERE = Path(__file__).resolve().parent
 NOFILE = 65536
@@ -183,24 +182,12 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     tput: list[tuple[str, dict[str, Any]]] = []
 
-    config = Path(tempfile.mkdtemp()) / "bench.yaml"
     text = f"modules: []\nmax_connections: {n + 100}\n"
     if args.listen_backlog is not None:
         text += f"listen_backlog: {args.listen_backlog}\n"
-    config.write_text(text)
     port = free_port()
     url = f"ws://127.0.0.1:{port}/"
-    engine_args = [
-        sys.executable,
-        "-m",
-        "iii_core.cli",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    engine_args = engine_command(text, port)
     with process(text=True, args=engine_args) as engine:
         wait_port(port, engine)
         rss_idle = rss_kib(engine.pid)["VmRSS"]

@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchlib import ensure_node_clients, free_port, process, wait_port  # noqa: E402
+from benchlib import (  # noqa: E402
+    engine_command,
+    ensure_node_clients,
+    free_port,
+    process,
+    wait_port,
+)
 
 CASES = {"seq": (1, 1), "64x1": (1, 64), "64x8": (8, 8)}
 FUNCTION = "bench.echo"
@@ -40,19 +45,7 @@ def server(kind: str) -> Iterator[str]:
     if kind == "relay":
         args = [sys.executable, str(HERE / "relay.py"), str(port)]
     else:
-        config = Path(tempfile.mkdtemp()) / "bench.yaml"
-        config.write_text("modules: []\n")
-        args = [
-            sys.executable,
-            "-m",
-            "iii_core.cli",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        args = engine_command("modules: []\n", port)
     with process(args) as proc:
         wait_port(port, proc)
         yield f"ws://127.0.0.1:{port}/"
@@ -61,32 +54,13 @@ def server(kind: str) -> Iterator[str]:
 def run_case(
     url: str, connections: int, inflight: int, seconds: float, sdk: bool
 ) -> dict[str, float]:
-    if sdk:
-        callee = [sys.executable, str(HERE / "sdk_clients.py"), "callee", url, FUNCTION]
-        caller = [
-            sys.executable,
-            str(HERE / "sdk_clients.py"),
-            "caller",
-            url,
-            FUNCTION,
-            str(connections),
-            str(inflight),
-            str(seconds),
-            "1",
-        ]
-    else:
-        callee = ["node", str(HERE / "clients.mjs"), "callee", url, FUNCTION]
-        caller = [
-            "node",
-            str(HERE / "clients.mjs"),
-            "caller",
-            url,
-            FUNCTION,
-            str(connections),
-            str(inflight),
-            str(seconds),
-            "1",
-        ]
+    client = (
+        [sys.executable, str(HERE / "sdk_clients.py")]
+        if sdk
+        else ["node", str(HERE / "clients.mjs")]
+    )
+    callee = [*client, "callee", url, FUNCTION]
+    caller = [*client, "caller", url, FUNCTION, str(connections), str(inflight), str(seconds), "1"]
     with process(callee, stdout=subprocess.PIPE) as callee_proc:
         assert callee_proc.stdout is not None
         if callee_proc.stdout.readline().strip() != b"ready":

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import yaml
@@ -23,7 +22,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from benchlib import free_port, wait_port  # noqa: E402
+from benchlib import engine_command, free_port, wait_port  # noqa: E402
 
 CLIENTS = os.path.join(ROOT, "bench", "clients.mjs")
 OTEL = "modules::observability::OtelModule"
@@ -37,12 +36,8 @@ VARIANTS: dict[str, list[dict[str, object]]] = {
 
 def run(modules: list[dict[str, object]], seconds: float, connections: int, inflight: int) -> dict:
     port = free_port()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump({"port": port, "modules": modules}, f)
-        config = f.name
     engine = subprocess.Popen(
-        [sys.executable, "-m", "iii_core.cli", "--config", config, "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
+        engine_command(yaml.safe_dump({"modules": modules}), port), stdout=subprocess.DEVNULL
     )
     callee = None
     try:
@@ -64,7 +59,6 @@ def run(modules: list[dict[str, object]], seconds: float, connections: int, infl
             if proc is not None:
                 proc.terminate()
                 proc.wait(10)
-        os.unlink(config)
 
 
 def main() -> None:
