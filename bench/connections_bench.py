@@ -82,6 +82,16 @@ def rss_kib(pid: int) -> dict[str, int]:
     return fields
 
 
+def close_crowd(crowd: list[subprocess.Popen[str]]) -> None:
+    """Tell every crowd process to close its sockets, and wait until each has."""
+    for proc in crowd:
+        assert proc.stdin is not None
+        proc.stdin.write("close\n")
+        proc.stdin.flush()
+    for proc in crowd:
+        read_json(proc, "crowd process")
+
+
 def read_json(proc: subprocess.Popen[str], what: str) -> dict[str, Any]:
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -141,12 +151,7 @@ def crowd_round(url: str, n: int, procs: int, lanes: int) -> int:
             )
             first += count
         connected = sum(read_json(proc, "crowd process")["connected"] for proc in crowd)
-        for proc in crowd:
-            assert proc.stdin is not None
-            proc.stdin.write("close\n")
-            proc.stdin.flush()
-        for proc in crowd:
-            read_json(proc, "crowd process")
+        close_crowd(crowd)
     return connected
 
 
@@ -289,12 +294,7 @@ def main() -> int:
 
                 t1 = time.monotonic()
                 cpu1 = cpu_seconds(engine.pid)
-                for proc in crowd:
-                    assert proc.stdin is not None
-                    proc.stdin.write("close\n")
-                    proc.stdin.flush()
-                for proc in crowd:
-                    read_json(proc, "crowd process")
+                close_crowd(crowd)
                 t_closed = time.monotonic() - t1
                 _, got = wait_gauges(url, baseline, timeout=120)
                 t_clean = time.monotonic() - t1
